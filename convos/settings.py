@@ -1,0 +1,214 @@
+"""Settings for the Convos agent pool: everything is read from the environment (django-environ).
+
+Every variable, its default and its meaning is listed in the README's configuration table; keep
+the two in step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from convos import local_secrets
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+# An optional `.env` at the repository root (ENV_FILE names another); real environment variables
+# win over it.
+_env_file = Path(env.str("ENV_FILE", default=str(BASE_DIR / ".env")))
+if _env_file.is_file():
+    environ.Env.read_env(_env_file)
+
+CONVOS_ENV = env.str("CONVOS_ENV", default="development")
+if CONVOS_ENV not in ("development", "production"):
+    raise ImproperlyConfigured("CONVOS_ENV must be 'development' or 'production'")
+IS_PRODUCTION = CONVOS_ENV == "production"
+
+_generated = {} if IS_PRODUCTION else local_secrets.load_or_create(VAR_DIR / "local-secrets.env")
+
+
+def _secret(name: str) -> str:
+    value = env.str(name, default="") or _generated.get(name, "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when CONVOS_ENV=production")
+    return value
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = _secret("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind Railway's (or any) TLS-terminating proxy.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "convos",
+    "pool_app",
+    "services_app",
+    "templates_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "convos.urls"
+WSGI_APPLICATION = "convos.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases: one alias per bounded context, each from its own URL ---------------------------
+DATABASE_ALIASES = {
+    "default": "DATABASE_URL",
+    "pool": "POOL_DATABASE_URL",
+    "services": "SERVICES_DATABASE_URL",
+    "templates": "TEMPLATES_DATABASE_URL",
+}
+
+
+def _database(alias: str, variable: str) -> dict:
+    config = env.db_url(variable, default=f"sqlite:///{VAR_DIR / f'{alias}.sqlite3'}")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Web, worker and beat share the files: WAL lets readers run beside a writer, IMMEDIATE
+        # takes the write lock when a transaction starts (so claims serialise instead of failing
+        # with "database is locked" half-way), and the timeout waits for the lock.
+        config["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    else:
+        config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+DATABASES = {alias: _database(alias, variable) for alias, variable in DATABASE_ALIASES.items()}
+DATABASE_ROUTERS = ["convos.db_router.AppDatabaseRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# Bodies larger than this are refused before they are parsed (413); the claim's own limits are
+# much smaller and answered with a 400 naming the field.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["convos.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "convos.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Pool ---------------------------------------------------------------------------------------
+POOL_API_KEY = _secret("POOL_API_KEY")
+POOL_MIN_IDLE = env.int("POOL_MIN_IDLE", default=3)
+POOL_MAX_TOTAL = env.int("POOL_MAX_TOTAL", default=50)
+POOL_STUCK_TIMEOUT_MS = env.int("POOL_STUCK_TIMEOUT_MS", default=900_000)
+POOL_CREATE_CONCURRENCY = env.int("POOL_CREATE_CONCURRENCY", default=8)
+CLAIM_TIMEOUT_MS = env.int("CLAIM_TIMEOUT_MS", default=180_000)
+TICK_INTERVAL_MS = env.int("TICK_INTERVAL_MS", default=30_000)
+PROTECTED_INSTANCES = env.list("PROTECTED_INSTANCES", default=[])
+XMTP_ENV = env.str("XMTP_ENV", default="dev")
+POOL_URL = env.str("POOL_URL", default="")
+
+# --- Services -----------------------------------------------------------------------------------
+SERVICES_API_KEY = _secret("SERVICES_API_KEY")
+# Derives each instance's gateway token so that no plaintext token is ever stored (see
+# services_app/instance_secrets.py).
+INSTANCE_SECRET_KEY = _secret("INSTANCE_SECRET_KEY")
+INFRA_PROVIDER = env.str("INFRA_PROVIDER", default="local")
+HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=40)
+HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=5.0)
+PROVISION_TIMEOUT_S = env.float("PROVISION_TIMEOUT_S", default=75.0)
+OPENCLAW_PRIMARY_MODEL = env.str("OPENCLAW_PRIMARY_MODEL", default="")
+# Local infra provider: one `python -m runtime` process per instance on this machine.
+LOCAL_INSTANCES_DIR = Path(env.str("LOCAL_INSTANCES_DIR", default=str(VAR_DIR / "instances")))
+LOCAL_INSTANCE_HOST = env.str("LOCAL_INSTANCE_HOST", default="127.0.0.1")
+LOCAL_RUNTIME_BOOT_SECONDS = env.float("LOCAL_RUNTIME_BOOT_SECONDS", default=2.0)
+LOCAL_RUNTIME_PYTHON = env.str("LOCAL_RUNTIME_PYTHON", default="")
+
+# --- Celery -------------------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
+CELERY_BROKER_DIR = VAR_DIR / "celery-broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: a queue in a folder, so beat and worker run as in production
+    # without a broker server. Both sides must name the same folder for in and out.
+    for sub in ("queue", "processed"):
+        (CELERY_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
+        "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "pool-tick": {
+        "task": "pool_app.tasks.pool_tick_task",
+        "schedule": TICK_INTERVAL_MS / 1000.0,
+        # A tick queued while no worker ran is stale by the next one: drop it instead of
+        # running a burst of old ticks when the worker comes back.
+        "options": {"expires": TICK_INTERVAL_MS / 1000.0},
+    },
+}
+
+# --- Logging ------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "convos.log_redaction.RedactSecretsFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PoolAppConfig(AppConfig):
+    name = "pool_app"
+    verbose_name = "Pool"

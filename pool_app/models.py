@@ -1,0 +1,100 @@
+"""Pool database: orchestration state only. Infra and provider ids live in the services database."""
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.db import models
+from django.utils import timezone
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_instance_id() -> str:
+    # Lower-case letters and digits only: the id also names the Railway project and its domain.
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+
+
+class InstanceStatus(models.TextChoices):
+    STARTING = "starting", "starting"  # created, not yet healthy
+    IDLE = "idle", "idle"  # healthy, unclaimed: can be handed out
+    CLAIMING = "claiming", "claiming"  # reserved by a claim that is provisioning it
+    CLAIMED = "claimed", "claimed"  # bound to a conversation
+    PENDING_ACCEPTANCE = "pending_acceptance", "pending acceptance"  # joined, owner not yet accepted
+    TAINTED = "tainted", "tainted"  # instance reports another conversation than the pool recorded
+    CRASHED = "crashed", "crashed"  # a claimed instance whose deploy died (never destroyed by the tick)
+    DEAD = "dead", "dead"  # an unclaimed instance whose deploy died
+    SLEEPING = "sleeping", "sleeping"  # the infra put it to sleep; not dead
+    STUCK = "stuck", "stuck"  # unclaimed and unhealthy for longer than POOL_STUCK_TIMEOUT_MS
+    DELETED = "deleted", "deleted"  # torn down; the row stays for the record
+
+
+# Statuses in which an instance belongs to a claimer.
+CLAIMED_STATUSES = frozenset(
+    {InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE, InstanceStatus.TAINTED, InstanceStatus.CRASHED}
+)
+
+
+class Actor(models.TextChoices):
+    TICK = "tick", "tick"
+    API = "api", "api"
+    ADMIN = "admin", "admin"
+    CLI = "cli", "cli"
+
+
+class Instance(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_instance_id, editable=False)
+    status = models.CharField(max_length=32, choices=InstanceStatus.choices, default=InstanceStatus.STARTING, db_index=True)
+    # Copy of the services' URL (services is the source of truth) for client-facing answers.
+    url = models.URLField(max_length=500, blank=True, default="")
+    # Last status reported by the services batch: deploying, deploy_failed, healthy, unreachable, sleeping, not_found.
+    deploy_status = models.CharField(max_length=32, blank=True, default="")
+    agent_name = models.CharField(max_length=200, blank=True, default="")
+    instructions = models.TextField(blank=True, default="")
+    join_url = models.URLField(max_length=500, blank=True, default="")
+    conversation_id = models.CharField(max_length=128, blank=True, default="")
+    invite_url = models.URLField(max_length=500, blank=True, default="")
+    template_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    owner_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    parent_instance = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="clones")
+    protected = models.BooleanField(default=False, help_text="Never claimed, drained or destroyed by the pool.")
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    claim_started_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_healthy_at = models.DateTimeField(null=True, blank=True)
+    unhealthy_since = models.DateTimeField(null=True, blank=True)
+    template_synced_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "instances"
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="instances_status_created")]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_claimed(self) -> bool:
+        return self.status in CLAIMED_STATUSES
+
+
+class InstanceEvent(models.Model):
+    """Every status change, with why and who. Kept after the instance is deleted."""
+
+    instance_id = models.CharField(max_length=32, db_index=True)
+    from_status = models.CharField(max_length=32, blank=True, default="")
+    to_status = models.CharField(max_length=32)
+    reason = models.TextField(blank=True, default="")
+    actor = models.CharField(max_length=16, choices=Actor.choices)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        db_table = "instance_events"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}: {self.from_status or '-'} -> {self.to_status} ({self.actor})"

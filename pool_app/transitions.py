@@ -1,0 +1,39 @@
+"""Status changes of instances: conditional, race-free, and always written to the event log."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from convos.redaction import redact
+from pool_app.models import Instance, InstanceEvent
+
+logger = logging.getLogger(__name__)
+DB = "pool"
+
+
+def record_event(*, instance_id: str, from_status: str, to_status: str, reason: str, actor: str) -> None:
+    InstanceEvent.objects.using(DB).create(
+        instance_id=instance_id, from_status=from_status, to_status=to_status, reason=redact(reason)[:2000], actor=actor
+    )
+
+
+def transition(instance_id: str, *, from_status: str, to_status: str, actor: str, reason: str, **fields: Any) -> bool:
+    """Move the instance from `from_status` to `to_status` if it is still in `from_status`.
+
+    A conditional UPDATE instead of a lock: two processes racing on one instance cannot both win,
+    and the loser learns it from the return value. The event is written in the same transaction.
+    """
+    now = timezone.now()
+    with transaction.atomic(using=DB):
+        values = dict(fields, status=to_status, updated_at=now)
+        if to_status != from_status:
+            values["status_changed_at"] = now
+        changed = Instance.objects.using(DB).filter(pk=instance_id, status=from_status).update(**values)
+        if changed and to_status != from_status:
+            record_event(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
+    if changed and to_status != from_status:
+        logger.info("instance %s: %s -> %s (%s, %s)", instance_id, from_status, to_status, actor, redact(reason))
+    return bool(changed)

@@ -1,0 +1,248 @@
+"""The instance's claim state: identity, conversation binding, instructions.
+
+All state lives on disk under the data directory so that a restarted process
+(a redeploy, a crash, a host reboot) still knows it is claimed. The layout
+mirrors what the real instance keeps on its volume:
+
+    <data>/convos/identity.json   inbox id, generated once, survives reset
+    <data>/convos/binding.json    the claimed conversation
+    <data>/workspace/IDENTITY.md  persona + "## Custom Instructions"
+    <data>/credentials/           per-claim secrets (never written here)
+
+One lock serialises provision, reset and status: the pool may fire several
+claims at one instance (retries, races between pool workers) and exactly one
+may win.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from runtime import identity_md
+from runtime.config import Config
+from runtime.files import atomic_write_json, atomic_write_text, dir_has_files, read_json
+from runtime.validation import ProvisionRequest
+
+logger = logging.getLogger(__name__)
+
+_INBOX_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+STATUS_CREATED = "created"
+STATUS_JOINED = "joined"
+STATUS_PENDING = "pending_acceptance"
+
+
+class AlreadyBoundError(Exception):
+    """The instance already serves a conversation; provision is refused."""
+
+
+class SimulatedProvisionFailure(Exception):
+    """Raised when RUNTIME_FAIL_PROVISION is set, after the side effects."""
+
+
+class CorruptBindingError(Exception):
+    """binding.json exists but cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    invite_url: str | None
+    conversation_id: str | None
+    joined: bool
+    status: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "inviteUrl": self.invite_url,
+            "conversationId": self.conversation_id,
+            "joined": self.joined,
+            "status": self.status,
+        }
+
+
+class RuntimeState:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self._config = config
+        # Wall-clock time, not monotonic: join times are persisted and must
+        # stay meaningful across restarts.
+        self._clock = clock
+        self.lock = threading.Lock()
+        data = config.data_dir
+        self.data_dir = data
+        self.identity_md_path = data / "workspace" / "IDENTITY.md"
+        self.binding_path = data / "convos" / "binding.json"
+        self.inbox_identity_path = data / "convos" / "identity.json"
+        self.credentials_dir = data / "credentials"
+        self.inbox_id = ""
+
+    # -- start-up ---------------------------------------------------------
+
+    def load(self) -> None:
+        """Create the directory layout and load (or create) the inbox id."""
+        for directory in (self.data_dir, self.binding_path.parent, self.identity_md_path.parent):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.inbox_id = self._load_or_create_inbox_id()
+        try:
+            binding = self._read_binding()
+        except CorruptBindingError:
+            logger.error("binding.json is unreadable; instance reports dirty until reset")
+        else:
+            if binding:
+                logger.info("restored binding to conversation %s", binding.get("conversationId"))
+
+    def _load_or_create_inbox_id(self) -> str:
+        try:
+            stored = read_json(self.inbox_identity_path)
+        except (ValueError, OSError):
+            logger.warning("identity.json is unreadable; generating a new inbox id")
+            stored = None
+        if isinstance(stored, dict) and _INBOX_ID_RE.match(str(stored.get("inboxId", ""))):
+            return str(stored["inboxId"])
+        inbox_id = secrets.token_hex(32)
+        atomic_write_json(
+            self.inbox_identity_path, {"inboxId": inbox_id, "createdAt": self._clock()}
+        )
+        logger.info("generated inbox id %s", inbox_id)
+        return inbox_id
+
+    # -- reading ----------------------------------------------------------
+
+    def _read_binding(self) -> dict[str, Any] | None:
+        try:
+            binding = read_json(self.binding_path)
+        except ValueError as exc:
+            raise CorruptBindingError(str(exc)) from exc
+        if binding is None:
+            return None
+        if not isinstance(binding, dict) or not binding.get("conversationId"):
+            raise CorruptBindingError("binding.json does not hold a conversation")
+        return binding
+
+    def _read_identity_md(self) -> str | None:
+        try:
+            return self.identity_md_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def _is_pending(self, binding: dict[str, Any]) -> bool:
+        pending_until = binding.get("pendingUntil")
+        return isinstance(pending_until, (int, float)) and self._clock() < pending_until
+
+    def _status_unlocked(self) -> dict[str, Any]:
+        try:
+            binding = self._read_binding()
+        except CorruptBindingError:
+            binding = None
+        identity = self._read_identity_md()
+        clean = (
+            not self.binding_path.exists()
+            and not (identity is not None and identity_md.has_custom_section(identity))
+            and not dir_has_files(self.credentials_dir)
+        )
+        return {
+            "conversationId": binding["conversationId"] if binding else None,
+            "inboxId": self.inbox_id or None,
+            "pending": bool(binding) and self._is_pending(binding),
+            "clean": clean,
+        }
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return self._status_unlocked()
+
+    # -- mutations --------------------------------------------------------
+
+    def provision(self, request: ProvisionRequest) -> ProvisionResult:
+        with self.lock:
+            try:
+                existing = self._read_binding()
+            except CorruptBindingError:
+                raise AlreadyBoundError(
+                    "stored conversation binding is unreadable; reset the instance first"
+                ) from None
+            if existing is not None:
+                raise AlreadyBoundError("instance is already bound to a conversation")
+
+            self._write_instructions(request.agent_name, request.instructions)
+
+            if self._config.fail_provision:
+                # Deliberately after the instructions write: tests use this to
+                # check that the pool notices an instance left dirty.
+                raise SimulatedProvisionFailure("simulated provision failure")
+
+            binding, result = self._new_binding(request)
+            atomic_write_json(self.binding_path, binding)
+            logger.info(
+                "provisioned conversation %s (status %s)", result.conversation_id, result.status
+            )
+            return result
+
+    def _write_instructions(self, agent_name: str, instructions: str) -> None:
+        existing = self._read_identity_md()
+        updated = identity_md.apply_instructions(existing, agent_name, instructions)
+        atomic_write_text(self.identity_md_path, updated)
+
+    def _new_binding(self, request: ProvisionRequest) -> tuple[dict[str, Any], ProvisionResult]:
+        now = self._clock()
+        conversation_id = secrets.token_hex(16)
+        pending_until: float | None = None
+        if request.join_url is None:
+            invite_url = f"https://{self._config.invite_host}/v2?i={secrets.token_urlsafe(16)}"
+            joined, status = False, STATUS_CREATED
+        else:
+            invite_url = request.join_url
+            if urlsplit(invite_url).hostname != self._config.invite_host:
+                logger.warning(
+                    "joinUrl host does not match XMTP_ENV=%s; joining anyway",
+                    self._config.xmtp_env,
+                )
+            if self._config.join_pending_seconds > 0:
+                # Simulates the conversation owner still having to accept the
+                # join request; _is_pending flips once this time has passed.
+                pending_until = now + self._config.join_pending_seconds
+                joined, status = False, STATUS_PENDING
+            else:
+                joined, status = True, STATUS_JOINED
+        binding: dict[str, Any] = {
+            "conversationId": conversation_id,
+            "inviteUrl": invite_url,
+            "joined": joined,
+            "status": status,
+            "joinedAt": now if request.join_url is not None else None,
+            "pendingUntil": pending_until,
+            "createdAt": now,
+            "agentName": request.agent_name,
+            "profileImage": request.profile_image,
+            "metadata": request.metadata,
+            "xmtpEnv": self._config.xmtp_env,
+        }
+        return binding, ProvisionResult(invite_url, conversation_id, joined, status)
+
+    def reset(self) -> dict[str, Any]:
+        """Factory reset: forget the conversation, credentials and custom
+        instructions. The inbox id stays: it is the instance's own identity,
+        not part of a claim."""
+        with self.lock:
+            self.binding_path.unlink(missing_ok=True)
+            shutil.rmtree(self.credentials_dir, ignore_errors=True)
+            if self.credentials_dir.exists():
+                raise OSError("could not remove the credentials directory")
+            existing = self._read_identity_md()
+            if existing is not None:
+                remaining = identity_md.remove_instructions(existing)
+                if remaining is None:
+                    self.identity_md_path.unlink(missing_ok=True)
+                elif remaining != existing:
+                    atomic_write_text(self.identity_md_path, remaining)
+            logger.info("instance reset")
+            return self._status_unlocked()

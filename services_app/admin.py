@@ -1,0 +1,37 @@
+from django.contrib import admin
+
+from services_app.models import InstanceInfra, InstanceService
+
+
+class InstanceServiceInline(admin.TabularInline):
+    model = InstanceService
+    fields = ("tool_id", "resource_id", "status", "provisioned_at", "destroyed_at", "last_error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(InstanceInfra)
+class InstanceInfraAdmin(admin.ModelAdmin):
+    list_display = ("instance_id", "provider", "url", "railway_project_id", "image_tag", "created_at", "last_error")
+    list_filter = ("provider",)
+    search_fields = ("instance_id", "railway_project_id", "railway_service_id", "url")
+    # Token hash and nonce are never shown: they identify secrets even if they are not secrets.
+    fields = ("instance_id", "provider", "url", "railway_project_id", "railway_service_id",
+              "railway_environment_id", "image_tag", "provider_state", "last_error", "created_at", "updated_at")
+    readonly_fields = fields
+    inlines = [InstanceServiceInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(InstanceService)
+class InstanceServiceAdmin(admin.ModelAdmin):
+    list_display = ("instance_id", "tool_id", "resource_id", "status", "provisioned_at", "destroyed_at", "last_error")
+    list_filter = ("tool_id", "status")
+    search_fields = ("instance__instance_id", "resource_id")
+    readonly_fields = ("instance", "tool_id", "resource_id", "config", "status", "last_error", "provisioned_at", "destroyed_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,70 @@
+"""Services database: infra and external resources per instance. Never read by the pool directly."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class InstanceInfra(models.Model):
+    """Where an instance runs. Provider-neutral: Railway ids have their own columns (seed 002);
+    other providers keep what they need in `provider_state` (the local one: pid, port, data dir)."""
+
+    instance_id = models.CharField(primary_key=True, max_length=32)
+    provider = models.CharField(max_length=32)
+    railway_project_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    railway_service_id = models.CharField(max_length=64, blank=True, default="")
+    railway_environment_id = models.CharField(max_length=64, blank=True, default="")
+    image_tag = models.CharField(max_length=300, blank=True, default="")
+    url = models.URLField(max_length=500, blank=True, default="")  # source of truth for the instance URL
+    provider_state = models.JSONField(default=dict, blank=True)
+    # Per-instance secrets are never stored in plaintext: the gateway token is derived from
+    # INSTANCE_SECRET_KEY and this nonce; the services token is kept as a SHA-256 hash.
+    secret_nonce = models.CharField(max_length=64)
+    instance_services_token_hash = models.CharField(max_length=64)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "instance_infra"
+        ordering = ["created_at"]
+        verbose_name_plural = "instance infra"
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} on {self.provider}"
+
+
+def new_resource_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ResourceStatus(models.TextChoices):
+    ACTIVE = "active", "active"
+    USER_PROVIDED = "user_provided", "user provided"
+    DESTROY_FAILED = "destroy_failed", "destroy failed"  # the tick retries it
+    DESTROYED = "destroyed", "destroyed"
+
+
+class InstanceService(models.Model):
+    """One external resource (a key, an inbox, a number, a wallet) held by an instance."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_resource_id, editable=False)
+    # PROTECT: the infra row cannot be removed while a resource of the instance is still recorded,
+    # so an instance is never forgotten while it holds something outside.
+    instance = models.ForeignKey(InstanceInfra, on_delete=models.PROTECT, related_name="resources", db_column="instance_id")
+    tool_id = models.CharField(max_length=32, db_index=True)
+    resource_id = models.CharField(max_length=200)
+    config = models.JSONField(default=dict, blank=True)  # non-secret, tool-specific
+    status = models.CharField(max_length=32, choices=ResourceStatus.choices, default=ResourceStatus.ACTIVE)
+    last_error = models.TextField(blank=True, default="")
+    provisioned_at = models.DateTimeField(default=timezone.now)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "instance_services"
+        ordering = ["provisioned_at"]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}/{self.tool_id}:{self.resource_id}"

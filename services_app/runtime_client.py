@@ -1,0 +1,66 @@
+"""HTTP calls from services to an instance's pool-mode server (reference section 1)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+
+class RuntimeCallError(Exception):
+    """An instance call failed; `status_code` is the instance's HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+def _call(method: str, url: str, *, token: str | None, timeout: float, json_body: dict | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = requests.request(method, url, json=json_body, headers=headers, timeout=timeout)
+    except requests.Timeout as exc:
+        raise RuntimeCallError(f"{method} {_path(url)} timed out after {timeout:g}s") from exc
+    except requests.RequestException as exc:
+        raise RuntimeCallError(f"{method} {_path(url)} failed: {exc.__class__.__name__}") from exc
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if response.status_code >= 400:
+        detail = payload.get("error") if isinstance(payload, dict) else None
+        raise RuntimeCallError(
+            f"{method} {_path(url)} answered {response.status_code}" + (f": {detail}" if detail else ""),
+            status_code=response.status_code,
+        )
+    if not isinstance(payload, dict):
+        raise RuntimeCallError(f"{method} {_path(url)} answered a body that is not a JSON object", status_code=response.status_code)
+    return payload
+
+
+def _path(url: str) -> str:
+    # Messages name the route, not the host: they reach operators and API clients.
+    return "/" + url.split("/", 3)[-1] if url.count("/") >= 3 else url
+
+
+def health(base_url: str, *, timeout: float) -> bool:
+    try:
+        response = requests.get(f"{base_url}/pool/health", timeout=timeout)
+        return response.status_code == 200 and response.json().get("ready") is True
+    except (requests.RequestException, ValueError, AttributeError):
+        return False
+
+
+def provision(base_url: str, *, token: str, body: dict, timeout: float) -> dict[str, Any]:
+    return _call("POST", f"{base_url}/pool/provision", token=token, timeout=timeout, json_body=body)
+
+
+def convos_status(base_url: str, *, token: str, timeout: float) -> dict[str, Any]:
+    return _call("GET", f"{base_url}/convos/status", token=token, timeout=timeout)
+
+
+def convos_reset(base_url: str, *, token: str, timeout: float) -> dict[str, Any]:
+    return _call("POST", f"{base_url}/convos/reset", token=token, timeout=timeout, json_body={})

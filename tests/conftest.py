@@ -1,0 +1,60 @@
+"""Fixtures shared by the whole suite."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from rest_framework.test import APIClient
+
+from services_app.providers.local import list_runtime_processes, stop_strays
+
+ALL_DATABASES = ["default", "pool", "services", "templates"]
+
+
+def on_postgres() -> bool:
+    return connections["pool"].vendor == "postgresql"
+
+
+@pytest.fixture
+def postgres_only() -> None:
+    """Locking is only proven on PostgreSQL: SQLite has no row locks to test."""
+    if not on_postgres():
+        pytest.skip("needs PostgreSQL (run through `make test`)")
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def local_instances(tmp_path: Path, settings) -> Iterator[Path]:
+    """Local infra provider writing under a scratch directory; kills every runtime it started."""
+    directory = tmp_path / "instances"
+    settings.INFRA_PROVIDER = "local"
+    settings.LOCAL_INSTANCES_DIR = directory
+    settings.LOCAL_RUNTIME_BOOT_SECONDS = 0.0
+    yield directory
+    stop_strays(directory)
+    assert list_runtime_processes(directory) == [], "runtime processes left behind"
+
+
+@pytest.fixture
+def api() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {settings.POOL_API_KEY}")
+    return client
+
+
+@pytest.fixture
+def anon_api() -> APIClient:
+    return APIClient()
