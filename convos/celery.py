@@ -2,6 +2,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
 
@@ -9,3 +10,10 @@ app = Celery("convos")
 # Every CELERY_* setting in convos/settings.py configures this app.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def tick_when_a_worker_starts(sender, **kwargs) -> None:
+    """Run a tick as soon as a worker is up instead of waiting a whole TICK_INTERVAL_MS for beat:
+    a pool that was down refills (and notices what changed meanwhile) right away."""
+    sender.app.send_task("pool_app.tasks.pool_tick_task")

@@ -5,6 +5,7 @@ API, admin and CLI all call `instance_claim`; nothing else moves an instance out
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class ClaimResult:
     conversation_id: str | None
     joined: bool
     status: str
+    provision_ms: float = 0.0  # time spent in the instance's provisioning call (Server-Timing)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,8 +114,10 @@ def instance_claim(*, agent_name: str, instructions: str, join_url: str | None =
         instance = _reserve_idle_instance(actor=actor, skip=frozenset(tried))
         if instance is None:
             raise Unavailable("No idle instance is available right now; the pool is refilling, retry shortly", code="no_idle_instance")
+        started = time.perf_counter()
         try:
             answer = services.configure(instance.pk, agent_name=agent_name, instructions=instructions, join_url=join_url)
+            provision_ms = (time.perf_counter() - started) * 1000
             break
         except services.ServicesError as exc:
             _recover_failed_claim(instance.pk, exc, actor=actor)
@@ -143,4 +147,5 @@ def instance_claim(*, agent_name: str, instructions: str, join_url: str | None =
         conversation_id=answer.get("conversationId"),
         joined=bool(answer.get("joined")),
         status=answer.get("status") or "created",
+        provision_ms=provision_ms,
     )

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Benchmarks print numbers; they assert nothing (speed is never a test assertion).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/python -m bench.startup_and_claims
