@@ -150,6 +150,10 @@ POOL_CREATE_CONCURRENCY = env.int("POOL_CREATE_CONCURRENCY", default=8)
 CLAIM_TIMEOUT_MS = env.int("CLAIM_TIMEOUT_MS", default=180_000)
 TICK_INTERVAL_MS = env.int("TICK_INTERVAL_MS", default=30_000)
 PROTECTED_INSTANCES = env.list("PROTECTED_INSTANCES", default=[])
+# Outage guard: when more than this share of the instances that were healthy turn unreachable in
+# one tick (and at least POOL_OUTAGE_MIN_INSTANCES of them), the tick changes and destroys nothing.
+POOL_OUTAGE_THRESHOLD = env.float("POOL_OUTAGE_THRESHOLD", default=0.5)
+POOL_OUTAGE_MIN_INSTANCES = env.int("POOL_OUTAGE_MIN_INSTANCES", default=3)
 XMTP_ENV = env.str("XMTP_ENV", default="dev")
 POOL_URL = env.str("POOL_URL", default="")
 

@@ -9,14 +9,25 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from convos.serializer_fields import StrictCharField
+from convos.permissions import IsOperator
+from convos.serializer_fields import StrictBooleanField, StrictCharField
 from pool_app import selectors
 from pool_app.invite_urls import join_url_problem
 from pool_app.models import Actor
 from pool_app.services import instance_claim
+from pool_app.services.idempotency import claim_once
+from pool_app.services.operations import (
+    instance_destroy_one,
+    instance_recheck,
+    instance_redeploy_one,
+    pool_drain,
+    pool_redeploy_idle,
+    pool_replenish,
+)
 
 MAX_AGENT_NAME = 200
 MAX_INSTRUCTIONS = 100_000  # what the runtime accepts
+MAX_IDEMPOTENCY_KEY = 200
 
 
 class InstanceOutputSerializer(serializers.Serializer):
@@ -27,6 +38,7 @@ class InstanceOutputSerializer(serializers.Serializer):
     agentName = serializers.CharField(source="agent_name")
     conversationId = serializers.CharField(source="conversation_id")
     inviteUrl = serializers.CharField(source="invite_url")
+    joinUrl = serializers.CharField(source="join_url")
     templateId = serializers.CharField(source="template_id")
     ownerId = serializers.CharField(source="owner_id")
     protected = serializers.BooleanField()
@@ -34,6 +46,12 @@ class InstanceOutputSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
     statusChangedAt = serializers.DateTimeField(source="status_changed_at")
     claimedAt = serializers.DateTimeField(source="claimed_at")
+
+
+def _body(request: Request) -> dict:
+    if not isinstance(request.data, dict):
+        raise serializers.ValidationError({"body": "Must be a JSON object"})
+    return request.data
 
 
 class PoolClaimApi(APIView):
@@ -51,21 +69,35 @@ class PoolClaimApi(APIView):
 
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
-        if not isinstance(request.data, dict):
-            raise serializers.ValidationError({"body": "Must be a JSON object"})
-        data = self.InputSerializer(data=request.data)
+        data = self.InputSerializer(data=_body(request))
         data.is_valid(raise_exception=True)
-        result = instance_claim(
-            agent_name=data.validated_data["agentName"],
-            instructions=data.validated_data["instructions"],
-            join_url=data.validated_data.get("joinUrl"),
-            owner_id=request.user.owner_id or "",
-            actor=Actor.API,
-        )
-        response = Response(result.as_dict())
-        total_ms = (time.perf_counter() - started) * 1000
-        # Lets clients and benchmarks split the claim into the instance's provisioning and the pool's own work.
-        response["Server-Timing"] = f"provision;dur={result.provision_ms:.1f}, pool;dur={total_ms - result.provision_ms:.1f}"
+        key = request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()
+        if len(key) > MAX_IDEMPOTENCY_KEY:
+            raise serializers.ValidationError({"Idempotency-Key": f"At most {MAX_IDEMPOTENCY_KEY} characters"})
+        provision_ms: list[float] = []
+
+        def claim() -> dict:
+            result = instance_claim(
+                agent_name=data.validated_data["agentName"],
+                instructions=data.validated_data["instructions"],
+                join_url=data.validated_data.get("joinUrl"),
+                owner_id=request.user.owner_id or "",
+                actor=Actor.API,
+            )
+            provision_ms.append(result.provision_ms)
+            return result.as_dict()
+
+        if key:
+            answer, replayed = claim_once(owner_key=request.user.name, idempotency_key=key, body=dict(data.validated_data), claim=claim)
+        else:
+            answer, replayed = claim(), False
+        response = Response(answer)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        if provision_ms:
+            # Lets clients and benchmarks split the claim into the instance's provisioning and the pool's own work.
+            pool_ms = (time.perf_counter() - started) * 1000 - provision_ms[0]
+            response["Server-Timing"] = f"provision;dur={provision_ms[0]:.1f}, pool;dur={pool_ms:.1f}"
         return response
 
 
@@ -74,5 +106,68 @@ class PoolStatusApi(APIView):
         status = selectors.pool_status()
         return Response({
             "counts": status["counts"],
+            "outage": status["outage"],
+            "lastTick": status["last_tick"],
+            "settings": status["settings"],
             "instances": InstanceOutputSerializer(status["instances"], many=True).data,
         })
+
+
+class _CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=1000)
+
+
+class _DryRunSerializer(serializers.Serializer):
+    dryRun = StrictBooleanField(required=False, default=False)
+
+
+class PoolReplenishApi(APIView):
+    permission_classes = [IsOperator]
+
+    def post(self, request: Request) -> Response:
+        data = _CountSerializer(data=_body(request))
+        data.is_valid(raise_exception=True)
+        return Response(pool_replenish(count=data.validated_data["count"], actor=Actor.API).as_dict())
+
+
+class PoolDrainApi(APIView):
+    permission_classes = [IsOperator]
+
+    class InputSerializer(_CountSerializer, _DryRunSerializer):
+        pass
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=_body(request))
+        data.is_valid(raise_exception=True)
+        return Response(pool_drain(count=data.validated_data["count"], dry_run=data.validated_data["dryRun"], actor=Actor.API).as_dict())
+
+
+class PoolRedeployApi(APIView):
+    permission_classes = [IsOperator]
+
+    def post(self, request: Request) -> Response:
+        data = _DryRunSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        return Response(pool_redeploy_idle(dry_run=data.validated_data["dryRun"], actor=Actor.API).as_dict())
+
+
+class InstanceDestroyApi(APIView):
+    permission_classes = [IsOperator]
+
+    def delete(self, request: Request, instance_id: str) -> Response:
+        dry_run = request.query_params.get("dryRun", "").lower() in ("1", "true", "yes")
+        return Response(instance_destroy_one(instance_id=instance_id, dry_run=dry_run, actor=Actor.API).as_dict())
+
+
+class InstanceRedeployApi(APIView):
+    permission_classes = [IsOperator]
+
+    def post(self, request: Request, instance_id: str) -> Response:
+        return Response(instance_redeploy_one(instance_id=instance_id, actor=Actor.API).as_dict())
+
+
+class InstanceRecheckApi(APIView):
+    permission_classes = [IsOperator]
+
+    def post(self, request: Request, instance_id: str) -> Response:
+        return Response(InstanceOutputSerializer(instance_recheck(instance_id=instance_id, actor=Actor.API)).data)

@@ -73,6 +73,15 @@ class Instance(models.Model):
         db_table = "instances"
         ordering = ["created_at"]
         indexes = [models.Index(fields=["status", "created_at"], name="instances_status_created")]
+        constraints = [
+            # One conversation, one agent: a joinUrl being claimed or claimed cannot be claimed again,
+            # even by two claims racing (the second one's reservation fails on this index).
+            models.UniqueConstraint(
+                fields=["join_url"],
+                condition=~models.Q(join_url="") & models.Q(status__in=["claiming", "claimed", "pending_acceptance"]),
+                name="instances_active_join_url_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
@@ -98,3 +107,84 @@ class InstanceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}: {self.from_status or '-'} -> {self.to_status} ({self.actor})"
+
+
+class PoolSettings(models.Model):
+    """Operator overrides of the pool's knobs (one row). Empty fields fall back to the environment;
+    the tick reads them at its start, so a change takes effect at the next tick."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    min_idle = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_MIN_IDLE")
+    max_total = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_MAX_TOTAL (cap on unclaimed instances)")
+    stuck_timeout_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_STUCK_TIMEOUT_MS")
+    create_concurrency = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_CREATE_CONCURRENCY")
+    paused = models.BooleanField(default=False, help_text="Paused: the tick observes but creates and destroys nothing")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "pool_settings"
+        verbose_name = "pool settings"
+        verbose_name_plural = "pool settings"
+
+    def __str__(self) -> str:
+        return "Pool settings"
+
+
+class PoolSettingsChange(models.Model):
+    field = models.CharField(max_length=64)
+    old_value = models.CharField(max_length=200, blank=True, default="")
+    new_value = models.CharField(max_length=200, blank=True, default="")
+    changed_by = models.CharField(max_length=200)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "pool_settings_changes"
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.old_value or '-'} -> {self.new_value or '-'} by {self.changed_by}"
+
+
+class PoolState(models.Model):
+    """What the last tick saw (one row): shown in GET /api/pool/status and in admin."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    last_tick_report = models.JSONField(default=dict, blank=True)
+    outage = models.BooleanField(default=False)
+    outage_reason = models.TextField(blank=True, default="")
+    outage_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "pool_state"
+
+
+class TickLease(models.Model):
+    """Single-flight lease for databases without advisory locks (SQLite)."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    holder = models.CharField(max_length=64, blank=True, default="")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "tick_leases"
+
+
+class ClaimRequest(models.Model):
+    """A claim made with an Idempotency-Key: the same key and body get the same answer."""
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "in progress"
+        SUCCEEDED = "succeeded", "succeeded"
+
+    owner_key = models.CharField(max_length=200)  # who made it: keys are per client
+    idempotency_key = models.CharField(max_length=200)
+    body_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS)
+    instance_id = models.CharField(max_length=32, blank=True, default="")
+    response = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "claim_requests"
+        constraints = [models.UniqueConstraint(fields=["owner_key", "idempotency_key"], name="claim_request_unique_key")]

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.db.models import Count
 
-from pool_app.models import Instance, InstanceStatus
+from pool_app.config import pool_config
+from pool_app.models import Instance, InstanceStatus, PoolState
 
 DB = "pool"
 
@@ -26,5 +27,23 @@ def instance_list(*, include_deleted: bool = False) -> list[Instance]:
     return list(qs.order_by("created_at"))
 
 
+def pool_state() -> PoolState:
+    return PoolState.objects.using(DB).filter(pk=1).first() or PoolState(pk=1)
+
+
 def pool_status() -> dict[str, Any]:
-    return {"counts": pool_counts(), "instances": instance_list()}
+    state = pool_state()
+    config = pool_config()
+    return {
+        "counts": pool_counts(),
+        "outage": {"active": state.outage, "reason": state.outage_reason, "since": state.outage_since},
+        "last_tick": {"at": state.last_tick_at, "report": state.last_tick_report},
+        "settings": {
+            "minIdle": config.min_idle,
+            "maxTotal": config.max_total,
+            "stuckTimeoutMs": int(config.stuck_timeout.total_seconds() * 1000),
+            "createConcurrency": config.create_concurrency,
+            "paused": config.paused,
+        },
+        "instances": instance_list(),
+    }

@@ -5,4 +5,10 @@ from pool_app import apis
 urlpatterns = [
     path("claim", apis.PoolClaimApi.as_view(), name="pool-claim"),
     path("status", apis.PoolStatusApi.as_view(), name="pool-status"),
+    path("replenish", apis.PoolReplenishApi.as_view(), name="pool-replenish"),
+    path("drain", apis.PoolDrainApi.as_view(), name="pool-drain"),
+    path("redeploy", apis.PoolRedeployApi.as_view(), name="pool-redeploy"),
+    path("instances/<str:instance_id>", apis.InstanceDestroyApi.as_view(), name="instance-destroy"),
+    path("instances/<str:instance_id>/redeploy", apis.InstanceRedeployApi.as_view(), name="instance-redeploy"),
+    path("instances/<str:instance_id>/recheck", apis.InstanceRecheckApi.as_view(), name="instance-recheck"),
 ]

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from convos.errors import Unavailable, UpstreamFailed
-from pool_app.config import pool_config
+from convos.errors import Conflict, Unavailable, UpstreamFailed
 from pool_app.models import Instance, InstanceStatus
+from pool_app.qr import qr_data_url
 from pool_app.transitions import transition
 from services_app import facade as services
 
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 DB = "pool"
 _RESERVE_ATTEMPTS = 5
 _BOUND_RETRIES = 3
+# Statuses in which an instance holds its joinUrl (mirrors the partial unique index on join_url).
+_HOLDS_JOIN_URL = (InstanceStatus.CLAIMING, InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class ClaimResult:
     conversation_id: str | None
     joined: bool
     status: str
-    provision_ms: float = 0.0  # time spent in the instance's provisioning call (Server-Timing)
+    provision_ms: float = field(default=0.0, compare=False)  # the instance's provisioning call (Server-Timing)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,57 +45,58 @@ class ClaimResult:
             "conversationId": self.conversation_id,
             "joined": self.joined,
             "status": self.status,
+            "qrDataUrl": qr_data_url(self.invite_url) if self.invite_url else None,
         }
 
 
-def _reserve_idle_instance(*, actor: str, skip: frozenset[str] = frozenset()) -> Instance | None:
+def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[str] = frozenset()) -> Instance | None:
     """Move the oldest claimable idle instance to `claiming` and return it (None: nothing idle).
 
     On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets concurrent claims pick different rows without
     waiting on each other. SQLite has no row locks (Django drops the clause there); its IMMEDIATE
     transactions serialise claims instead. On both, the conditional update in `transition` is
-    what guarantees that one instance is never reserved twice.
+    what guarantees that one instance is never reserved twice, and the partial unique index on
+    join_url that one conversation is never claimed twice.
     """
-    protected = pool_config().protected_ids
-    for _ in range(_RESERVE_ATTEMPTS):
+    protected = frozenset(settings.PROTECTED_INSTANCES) | skip
+    for attempt in range(_RESERVE_ATTEMPTS):
         with transaction.atomic(using=DB):
-            candidate = (
-                Instance.objects.using(DB)
-                .select_for_update(skip_locked=True)
-                .filter(status=InstanceStatus.IDLE, protected=False)
-                .exclude(pk__in=protected | skip)
-                .order_by("created_at")
-                .first()
-            )
+            idle = Instance.objects.using(DB).filter(status=InstanceStatus.IDLE, protected=False).exclude(pk__in=protected)
+            candidate = idle.select_for_update(skip_locked=True).order_by("created_at").first()
             if candidate is None:
+                # Every idle row may be locked for an instant by another claim's reservation:
+                # only answer "none" when there is really none.
+                if attempt + 1 < _RESERVE_ATTEMPTS and idle.exists():
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
                 return None
-            if transition(
-                candidate.pk,
-                from_status=InstanceStatus.IDLE,
-                to_status=InstanceStatus.CLAIMING,
-                actor=actor,
-                reason="claim started",
-                claim_started_at=timezone.now(),
-            ):
+            try:
+                with transaction.atomic(using=DB):
+                    reserved = transition(
+                        candidate.pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING, actor=actor,
+                        reason="claim started", claim_started_at=timezone.now(), join_url=join_url or "",
+                    )
+            except IntegrityError:
+                raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use") from None
+            if reserved:
                 return candidate
     return None
 
 
-def _recover_failed_claim(instance_id: str, error: services.ServicesError, *, actor: str) -> str:
-    """Put an instance whose provisioning failed back where it is safe (reference section 2).
+def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: bool = False) -> str:
+    """Put an instance whose claim failed (or died) back where it is safe (reference section 2).
 
-    A 409 means the instance is already bound: its state is not ours to touch, so it goes back to
-    its status before the claim with nothing reset. Otherwise the instance is factory-reset and
-    returns to `idle` only if it then reports itself clean; anything else is `crashed`, so a
-    half-provisioned agent is never handed out.
+    A 409 from the instance means it is already bound: its state is not ours to touch, so it goes
+    back to idle with nothing reset. Otherwise the instance is factory-reset and returns to `idle`
+    only if it then reports itself clean; anything else is `crashed`, so a half-provisioned agent
+    is never handed out.
     """
-    if error.code == "already_bound":
+    if already_bound:
         transition(instance_id, from_status=InstanceStatus.CLAIMING, to_status=InstanceStatus.IDLE, actor=actor,
-                   reason=f"provision refused (409), left as it was: {error.message}", last_error=error.message)
+                   reason=f"{reason}; instance refused (409), left as it was", last_error=reason, join_url="", claim_started_at=None)
         return InstanceStatus.IDLE
     try:
-        status = services.reset(instance_id)
-        clean = status.get("clean") is True
+        clean = services.reset(instance_id).get("clean") is True
         if clean:
             # Ask again rather than trust the reset's own answer: this is what a new claimer gets.
             clean = services.convos_status(instance_id).get("clean") is True
@@ -102,16 +106,18 @@ def _recover_failed_claim(instance_id: str, error: services.ServicesError, *, ac
     to_status = InstanceStatus.IDLE if clean else InstanceStatus.CRASHED
     transition(
         instance_id, from_status=InstanceStatus.CLAIMING, to_status=to_status, actor=actor,
-        reason=f"provision failed ({error.message}); reset {'clean' if clean else 'not clean'}",
-        last_error=error.message, claim_started_at=None,
+        reason=f"{reason}; reset {'clean' if clean else 'not clean'}",
+        last_error=reason, claim_started_at=None, join_url="",
     )
     return to_status
 
 
 def instance_claim(*, agent_name: str, instructions: str, join_url: str | None = None, owner_id: str = "", actor: str = "api") -> ClaimResult:
+    if join_url and Instance.objects.using(DB).filter(join_url=join_url, status__in=_HOLDS_JOIN_URL).exists():
+        raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use")
     tried: set[str] = set()
     while True:
-        instance = _reserve_idle_instance(actor=actor, skip=frozenset(tried))
+        instance = _reserve_idle_instance(actor=actor, join_url=join_url, skip=frozenset(tried))
         if instance is None:
             raise Unavailable("No idle instance is available right now; the pool is refilling, retry shortly", code="no_idle_instance")
         started = time.perf_counter()
@@ -120,10 +126,11 @@ def instance_claim(*, agent_name: str, instructions: str, join_url: str | None =
             provision_ms = (time.perf_counter() - started) * 1000
             break
         except services.ServicesError as exc:
-            _recover_failed_claim(instance.pk, exc, actor=actor)
+            bound = exc.code == "already_bound"
+            claim_recover(instance.pk, reason=f"provision failed: {exc.message}", actor=actor, already_bound=bound)
             tried.add(instance.pk)
             # An instance that says it is already bound was not really idle: try another one.
-            if exc.code != "already_bound" or len(tried) >= _BOUND_RETRIES:
+            if not bound or len(tried) >= _BOUND_RETRIES:
                 raise UpstreamFailed(f"Provisioning instance {instance.pk} failed: {exc.message}", code="provision_failed") from exc
 
     pending = answer.get("status") == "pending_acceptance"
@@ -131,13 +138,13 @@ def instance_claim(*, agent_name: str, instructions: str, join_url: str | None =
     claimed = transition(
         instance.pk, from_status=InstanceStatus.CLAIMING, to_status=to_status, actor=actor,
         reason=f"claimed as {agent_name!r}" + (" (join pending acceptance)" if pending else ""),
-        agent_name=agent_name, instructions=instructions, join_url=join_url or "",
+        agent_name=agent_name, instructions=instructions,
         conversation_id=answer.get("conversationId") or "", invite_url=answer.get("inviteUrl") or "",
         owner_id=owner_id, claimed_at=timezone.now(), last_error="",
     )
     if not claimed:
-        # Only a recovery of a claim older than CLAIM_TIMEOUT_MS moves a `claiming` instance;
-        # the instance is bound now, so say so rather than hand out something the pool disowned.
+        # Only the tick's recovery of a claim older than CLAIM_TIMEOUT_MS moves a `claiming`
+        # instance; it has been reset since, so handing it out now would be a lie.
         logger.error("claim of %s finished after it was recovered; not handing it out", instance.pk)
         raise UpstreamFailed(f"Claim of instance {instance.pk} timed out", code="claim_timed_out")
     return ClaimResult(

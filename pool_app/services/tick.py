@@ -1,15 +1,17 @@
 """`pool_tick()`: one pass over the fleet, as a list of small isolated steps.
 
-Each step logs and records its own failure; the others still run (the production pool lost whole
-ticks to one failing step). Steps read fresh state, so each is idempotent and a repeated tick is
-harmless.
+- Single-flight: a lock shared by every process; a second tick returns at once, saying it skipped
+  (the production pool's ticks overlapped when one took longer than the interval).
+- Isolated steps: each logs and records its own failure; the others still run.
+- Outage guard: when the status batch fails, or too many healthy instances turn unreachable at
+  once, nothing changes status and nothing is destroyed or created; the reason is recorded and
+  shown in GET /api/pool/status. Steps read fresh state, so the next tick simply resumes.
 """
 from __future__ import annotations
 
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,8 +21,10 @@ from django.utils import timezone
 from convos.concurrency import map_concurrently
 from convos.redaction import redact
 from pool_app.config import PoolConfig, pool_config
-from pool_app.models import CLAIMED_STATUSES, Actor, Instance, InstanceStatus
+from pool_app.models import CLAIMED_STATUSES, Actor, Instance, InstanceStatus, PoolState
+from pool_app.services.claim import claim_recover
 from pool_app.services.fleet import CREATING, instance_destroy, instances_create
+from pool_app.single_flight import single_flight
 from pool_app.status_derivation import derive_status
 from pool_app.transitions import transition
 from services_app import facade as services
@@ -28,8 +32,20 @@ from services_app import facade as services
 logger = logging.getLogger(__name__)
 DB = "pool"
 
-# The tick never moves these: a claim in progress owns its instance; deleted is final.
+# The tick never moves these through observation: a claim in progress owns its instance (stale
+# claims have their own step); deleted is final.
 _UNTOUCHED = frozenset({InstanceStatus.CLAIMING, InstanceStatus.DELETED})
+
+
+class Outage(Exception):
+    """Services' view of the fleet cannot be trusted this tick."""
+
+
+@dataclass
+class Observation:
+    instance: Instance
+    seen: dict[str, Any]
+    target: str
 
 
 @dataclass
@@ -37,63 +53,132 @@ class TickReport:
     started_at: float = field(default_factory=time.monotonic)
     steps: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    skipped: str = ""
+    outage: str = ""
     duration_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "errors": self.errors, "durationMs": round(self.duration_ms, 1)}
+        return {
+            "skipped": self.skipped,
+            "outage": self.outage,
+            "steps": self.steps,
+            "errors": self.errors,
+            "durationMs": round(self.duration_ms, 1),
+        }
 
 
-def _observe(instances: list[Instance], config: PoolConfig) -> dict[str, Any]:
-    """Ask services once for the whole fleet and apply what it says."""
+# --- observe ---------------------------------------------------------------------------------------
+def _derive(instance: Instance, seen: dict[str, Any], *, now, config: PoolConfig) -> str:
+    # Services has no record of it: for the pool that is a removed deployment.
+    deploy_status = "REMOVED" if seen["status"] == "not_found" else seen.get("deployStatus")
+    healthy = bool(seen.get("healthy"))
+    unhealthy_for = (now - instance.unhealthy_since) if (not healthy and instance.unhealthy_since) else timedelta(0)
+    target = derive_status(
+        deploy_status=deploy_status,
+        healthy=healthy,
+        unhealthy_for=unhealthy_for,
+        # Claimed-ness is a fact of the instance, not of its current status: a claimed instance
+        # that slept or crashed is still someone's agent when it comes back.
+        claimed=instance.claimed_at is not None,
+        stuck_timeout=config.stuck_timeout,
+    )
+    if target == InstanceStatus.CLAIMED and instance.status in CLAIMED_STATUSES - {InstanceStatus.CRASHED}:
+        target = instance.status  # keep pending_acceptance / tainted: their own step resolves them
+    return target
+
+
+def _outage_reason(observations: list[Observation], config: PoolConfig) -> str:
+    was_healthy = [o for o in observations if o.instance.deploy_status == "healthy"]
+    lost = [o for o in was_healthy if not o.seen.get("healthy")]
+    if len(lost) >= config.outage_min_instances and len(lost) > config.outage_threshold * len(was_healthy):
+        return (f"{len(lost)} of {len(was_healthy)} healthy instances turned unreachable in one tick "
+                f"(threshold {config.outage_threshold:.0%}); treating it as an outage, not as deaths")
+    return ""
+
+
+def observe(instances: list[Instance], config: PoolConfig, *, actor: str = Actor.TICK, guard: bool = True) -> dict[str, Any]:
+    """Ask services once about the given instances and apply what it says.
+
+    With `guard`, a failed batch or a mass loss of health raises Outage before anything is written.
+    """
     watched = [i for i in instances if i.status not in _UNTOUCHED and i.deploy_status != CREATING]
     if not watched:
         return {"checked": 0, "transitions": 0}
-    observed = services.status_batch([i.pk for i in watched])
+    try:
+        observed = services.status_batch([i.pk for i in watched])
+    except services.ServicesError as exc:
+        raise Outage(f"status batch failed: {exc.message}") from exc
+    except Exception as exc:  # whatever broke, the fleet's state is unknown this tick
+        raise Outage(f"status batch failed: {exc.__class__.__name__}: {exc}") from exc
     now = timezone.now()
+    missing = {"status": "not_found", "deployStatus": None, "healthy": False, "url": ""}
+    observations = []
+    for instance in watched:
+        seen = observed.get(instance.pk) or missing
+        observations.append(Observation(instance, seen, _derive(instance, seen, now=now, config=config)))
+    if guard:
+        reason = _outage_reason(observations, config)
+        if reason:
+            raise Outage(reason)
+
     healthy_ids: list[str] = []
     unhealthy_ids: list[str] = []
     by_deploy_status: dict[str, list[str]] = defaultdict(list)
     moved = 0
-    for instance in watched:
-        seen = observed.get(instance.pk) or {"status": "not_found", "deployStatus": None, "healthy": False, "url": ""}
-        # Services has no record of it: for the pool that is a removed deployment.
-        deploy_status = "REMOVED" if seen["status"] == "not_found" else seen.get("deployStatus")
-        healthy = bool(seen.get("healthy"))
-        (healthy_ids if healthy else unhealthy_ids).append(instance.pk)
+    for o in observations:
+        instance, seen = o.instance, o.seen
+        (healthy_ids if seen.get("healthy") else unhealthy_ids).append(instance.pk)
         if instance.deploy_status != seen["status"]:
             by_deploy_status[seen["status"]].append(instance.pk)
         if seen.get("url") and seen["url"] != instance.url:
             Instance.objects.using(DB).filter(pk=instance.pk).update(url=seen["url"])
-        unhealthy_for = (now - instance.unhealthy_since) if (not healthy and instance.unhealthy_since) else timedelta(0)
-        target = derive_status(
-            deploy_status=deploy_status,
-            healthy=healthy,
-            unhealthy_for=unhealthy_for,
-            # Claimed-ness is a fact of the instance, not of its current status: a claimed
-            # instance that slept or crashed is still someone's agent when it comes back.
-            claimed=instance.claimed_at is not None,
-            stuck_timeout=config.stuck_timeout,
-        )
-        if target == InstanceStatus.CLAIMED and instance.status in CLAIMED_STATUSES - {InstanceStatus.CRASHED}:
-            target = instance.status  # keep pending_acceptance / tainted: only the instance resolves those
-        if target != instance.status and transition(
-            instance.pk, from_status=instance.status, to_status=target, actor=Actor.TICK,
+        if o.target != instance.status and transition(
+            instance.pk, from_status=instance.status, to_status=o.target, actor=actor,
             reason=f"services reported {seen['status']} (deploy {seen.get('deployStatus') or 'unknown'})",
         ):
             moved += 1
-    # A handful of set-based writes instead of one UPDATE per instance.
-    Instance.objects.using(DB).filter(pk__in=healthy_ids).update(last_healthy_at=now, unhealthy_since=None)
-    Instance.objects.using(DB).filter(pk__in=unhealthy_ids, unhealthy_since__isnull=True).update(unhealthy_since=now)
+    # A handful of set-based writes instead of one UPDATE per instance. Only rows whose value
+    # changes are touched, so claims' SKIP LOCKED rarely meets a row this holds.
+    Instance.objects.using(DB).filter(pk__in=healthy_ids).exclude(unhealthy_since=None).update(unhealthy_since=None)
+    Instance.objects.using(DB).filter(pk__in=healthy_ids, last_healthy_at__lt=now - timedelta(minutes=5)).update(last_healthy_at=now)
+    Instance.objects.using(DB).filter(pk__in=healthy_ids, last_healthy_at=None).update(last_healthy_at=now)
+    Instance.objects.using(DB).filter(pk__in=unhealthy_ids, unhealthy_since=None).update(unhealthy_since=now)
     for value, ids in by_deploy_status.items():
         Instance.objects.using(DB).filter(pk__in=ids).update(deploy_status=value)
     return {"checked": len(watched), "transitions": moved}
 
 
-def _remove_dead(config: PoolConfig) -> dict[str, Any]:
+# --- the other steps -------------------------------------------------------------------------------
+def recover_stale_claims(config: PoolConfig) -> dict[str, Any]:
+    """Claims stuck in `claiming` past CLAIM_TIMEOUT_MS (their process died): reset the instance,
+    then idle if clean, else crashed — never handed out half-provisioned, never lost."""
+    cutoff = timezone.now() - config.claim_timeout
+    stale = list(Instance.objects.using(DB).filter(status=InstanceStatus.CLAIMING, claim_started_at__lt=cutoff).values_list("pk", flat=True))
+    results = [claim_recover(pk, reason=f"claim older than {config.claim_timeout.total_seconds():.0f}s", actor=Actor.TICK) for pk in stale]
+    return {"recovered": len(results), "idle": results.count(InstanceStatus.IDLE), "crashed": results.count(InstanceStatus.CRASHED)}
+
+
+def resolve_pending(config: PoolConfig) -> dict[str, Any]:
+    """Joined conversations waiting for the owner: claimed once the instance says it is accepted."""
+    pending = list(Instance.objects.using(DB).filter(status=InstanceStatus.PENDING_ACCEPTANCE))
+    resolved = 0
+    for instance in pending:
+        try:
+            status = services.convos_status(instance.pk)
+        except services.ServicesError as exc:
+            logger.info("pending instance %s not checked: %s", instance.pk, exc.message)
+            continue
+        if status.get("pending") is False and status.get("conversationId"):
+            resolved += transition(instance.pk, from_status=InstanceStatus.PENDING_ACCEPTANCE, to_status=InstanceStatus.CLAIMED,
+                                   actor=Actor.TICK, reason="owner accepted the join", conversation_id=status["conversationId"])
+    return {"pending": len(pending), "resolved": resolved}
+
+
+def remove_dead(config: PoolConfig) -> dict[str, Any]:
     """Destroy unclaimed instances that are dead or stuck; their places are refilled by top-up."""
     doomed = list(
         Instance.objects.using(DB)
-        .filter(status__in=[InstanceStatus.DEAD, InstanceStatus.STUCK], protected=False)
+        .filter(status__in=[InstanceStatus.DEAD, InstanceStatus.STUCK], protected=False, claimed_at=None)
         .exclude(pk__in=config.protected_ids)
         .values_list("pk", "status")
     )
@@ -105,35 +190,76 @@ def _remove_dead(config: PoolConfig) -> dict[str, Any]:
     return {"destroyed": sum(destroyed), "failed": len(doomed) - sum(destroyed)}
 
 
-def _top_up(config: PoolConfig) -> dict[str, Any]:
-    """Create instances until idle + starting reaches POOL_MIN_IDLE, within POOL_MAX_TOTAL."""
+def top_up(config: PoolConfig) -> dict[str, Any]:
+    """Create instances until idle + starting reaches min idle, within the unclaimed cap.
+
+    Rows being created count as starting, and only one tick runs at a time, so concurrent claims
+    and ticks never create more than the deficit.
+    """
     live = Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED)
     ready_or_coming = live.filter(status__in=[InstanceStatus.IDLE, InstanceStatus.STARTING]).count()
-    unclaimed = live.filter(claimed_at__isnull=True).exclude(status=InstanceStatus.CLAIMING).count()
+    unclaimed = live.filter(claimed_at=None).exclude(status=InstanceStatus.CLAIMING).count()
     deficit = config.min_idle - ready_or_coming
     room = config.max_total - unclaimed
     count = max(0, min(deficit, room))
+    note = ""
     if deficit > 0 and room < deficit:
-        logger.warning("pool wants %d more instances but POOL_MAX_TOTAL=%d allows %d", deficit, config.max_total, max(room, 0))
+        note = f"POOL_MAX_TOTAL={config.max_total} caps unclaimed instances: {max(room, 0)} of {deficit} created"
+        logger.warning(note)
     created = instances_create(count=count, actor=Actor.TICK, concurrency=config.create_concurrency)
-    return {"deficit": max(deficit, 0), "requested": count, "created": len(created)}
+    return {"deficit": max(deficit, 0), "requested": count, "created": len(created), **({"capped": note} if note else {})}
+
+
+# --- the tick ----------------------------------------------------------------------------------------
+def _record(report: TickReport) -> None:
+    state, _ = PoolState.objects.using(DB).get_or_create(pk=1)
+    now = timezone.now()
+    state.last_tick_at = now
+    state.last_tick_report = report.as_dict()
+    if report.outage:
+        state.outage_since = state.outage_since if state.outage else now
+        state.outage, state.outage_reason = True, report.outage
+    else:
+        state.outage, state.outage_reason, state.outage_since = False, "", None
+    state.save(using=DB)
 
 
 def pool_tick() -> dict[str, Any]:
-    """Run every step once and report what each did (or why it failed)."""
-    config = pool_config()
+    """Run every step once (unless another tick is running) and report what each did."""
     report = TickReport()
-    steps: list[tuple[str, Callable[[], Any]]] = [
-        ("observe", lambda: _observe(list(Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED)), config)),
-        ("remove_dead", lambda: _remove_dead(config)),
-        ("top_up", lambda: _top_up(config)),
-    ]
-    for name, step in steps:
+    with single_flight("pool-tick") as acquired:
+        if not acquired:
+            report.skipped = "another tick is running"
+            logger.info("tick skipped: another tick is running")
+            return report.as_dict()
+        config = pool_config()
+
+        def run(name: str, step) -> None:
+            try:
+                report.steps[name] = step()
+            except Outage:
+                raise
+            except Exception as exc:  # isolate steps: log, record, carry on with the next one
+                logger.exception("tick step %s failed", name)
+                report.errors[name] = redact(f"{exc.__class__.__name__}: {exc}")
+
         try:
-            report.steps[name] = step()
-        except Exception as exc:  # isolate steps: log, record, carry on with the next one
-            logger.exception("tick step %s failed", name)
-            report.errors[name] = redact(f"{exc.__class__.__name__}: {exc}")
-    report.duration_ms = (time.monotonic() - report.started_at) * 1000
+            run("observe", lambda: observe(list(Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED)), config))
+        except Outage as outage:
+            report.outage = redact(str(outage))
+            logger.warning("tick: outage, changing nothing: %s", report.outage)
+        if not report.outage:
+            run("recover_stale_claims", lambda: recover_stale_claims(config))
+            run("resolve_pending", lambda: resolve_pending(config))
+            if config.paused:
+                report.steps["paused"] = "pool is paused: nothing destroyed or created"
+            else:
+                run("remove_dead", lambda: remove_dead(config))
+                run("top_up", lambda: top_up(config))
+        report.duration_ms = (time.monotonic() - report.started_at) * 1000
+        try:
+            _record(report)
+        except Exception:
+            logger.exception("recording the tick report failed")
     logger.info("tick done in %.0f ms: %s", report.duration_ms, report.steps)
     return report.as_dict()

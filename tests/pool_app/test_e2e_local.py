@@ -79,8 +79,12 @@ def test_it_keeps_the_fleet_across_a_stop_and_start(local_instances: Path, setti
     assert {i.status for i in Instance.objects.all()} == {InstanceStatus.SLEEPING}
 
     assert len(services_layer.local_fleet_start()) == 2
-    wait_until(lambda: pool_tick() and Instance.objects.get(pk=claim["instanceId"]).status == InstanceStatus.CLAIMED,
-               timeout=30, interval=0.2, message="claimed instance back")
+    def claimed_and_healthy() -> bool:
+        pool_tick()
+        instance = Instance.objects.get(pk=claim["instanceId"])
+        return instance.status == InstanceStatus.CLAIMED and instance.deploy_status == "healthy"
+
+    wait_until(claimed_and_healthy, timeout=30, interval=0.2, message="claimed instance back and healthy")
     _tick_until_idle(1)
     # The conversation binding survived the restart: the instance still refuses a second provision.
     status = services_layer.instance_convos_status(instance_id=claim["instanceId"])

@@ -1,0 +1,147 @@
+"""Operator actions. Each is one function shared by its REST endpoint, admin action and command.
+
+Destructive ones take `dry_run`: they then report what they would do and change nothing.
+Protected instances (admin flag or PROTECTED_INSTANCES) are never drained or destroyed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from convos.concurrency import map_concurrently
+from convos.errors import Conflict, NotFound, UpstreamFailed
+from pool_app.config import pool_config
+from pool_app.models import Instance, InstanceStatus
+from pool_app.services.fleet import instance_destroy, instances_create
+from pool_app.transitions import transition
+from services_app import facade as services
+
+logger = logging.getLogger(__name__)
+DB = "pool"
+
+
+@dataclass
+class OperationResult:
+    action: str
+    dry_run: bool = False
+    instance_ids: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "dryRun": self.dry_run, "instanceIds": self.instance_ids, "failed": self.failed, "note": self.note}
+
+
+def _is_protected(instance: Instance) -> bool:
+    return instance.protected or instance.pk in settings.PROTECTED_INSTANCES
+
+
+def _get(instance_id: str) -> Instance:
+    instance = Instance.objects.using(DB).filter(pk=instance_id).exclude(status=InstanceStatus.DELETED).first()
+    if instance is None:
+        raise NotFound(f"No live instance {instance_id}")
+    return instance
+
+
+def pool_replenish(*, count: int, actor: str) -> OperationResult:
+    """Create `count` instances now, within the cap on unclaimed instances."""
+    config = pool_config()
+    live = Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED)
+    room = max(0, config.max_total - live.filter(claimed_at=None).exclude(status=InstanceStatus.CLAIMING).count())
+    allowed = min(count, room)
+    created = instances_create(count=allowed, actor=actor, concurrency=config.create_concurrency)
+    note = f"capped by POOL_MAX_TOTAL={config.max_total}" if allowed < count else ""
+    return OperationResult("replenish", instance_ids=created, note=note)
+
+
+def pool_drain(*, count: int, actor: str, dry_run: bool = False) -> OperationResult:
+    """Destroy up to `count` idle instances, oldest first (never protected ones)."""
+    candidates = [
+        i for i in Instance.objects.using(DB).filter(status=InstanceStatus.IDLE, protected=False).order_by("created_at")
+        if not _is_protected(i)
+    ][: max(count, 0)]
+    result = OperationResult("drain", dry_run=dry_run)
+    if dry_run:
+        result.instance_ids = [i.pk for i in candidates]
+        return result
+    for instance in candidates:
+        # Take it out of `idle` first (a conditional update), so no claim can get it meanwhile; a
+        # destroy that then fails leaves it `dead`, which the tick retries.
+        if not transition(instance.pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.DEAD, actor=actor, reason="drained by operator"):
+            continue
+        if instance_destroy(instance_id=instance.pk, actor=actor, reason="drained by operator"):
+            result.instance_ids.append(instance.pk)
+        else:
+            result.failed[instance.pk] = Instance.objects.using(DB).get(pk=instance.pk).last_error or "destroy failed"
+    return result
+
+
+def instance_destroy_one(*, instance_id: str, actor: str, dry_run: bool = False) -> OperationResult:
+    """Destroy one instance, claimed or not (an operator's decision); protected ones are refused."""
+    instance = _get(instance_id)
+    if _is_protected(instance):
+        raise Conflict(f"Instance {instance_id} is protected", code="protected")
+    if instance.status == InstanceStatus.CLAIMING:
+        raise Conflict(f"Instance {instance_id} is being claimed; retry in a moment", code="claiming")
+    result = OperationResult("destroy", dry_run=dry_run, instance_ids=[instance_id])
+    if dry_run:
+        return result
+    if not instance_destroy(instance_id=instance_id, actor=actor, reason="destroyed by operator"):
+        result.instance_ids = []
+        result.failed[instance_id] = Instance.objects.using(DB).get(pk=instance_id).last_error or "status changed meanwhile"
+    return result
+
+
+def _redeploy(instance: Instance, *, actor: str) -> str | None:
+    """Redeploy one instance; an idle one goes back to `starting` so it is not claimed mid-restart."""
+    if instance.status == InstanceStatus.IDLE and not transition(
+        instance.pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.STARTING, actor=actor, reason="redeploy requested"
+    ):
+        return "no longer idle"
+    try:
+        services.redeploy(instance.pk)
+    except services.ServicesError as exc:
+        Instance.objects.using(DB).filter(pk=instance.pk).update(last_error=exc.message)
+        return exc.message
+    Instance.objects.using(DB).filter(pk=instance.pk).update(unhealthy_since=timezone.now())
+    return None
+
+
+def instance_redeploy_one(*, instance_id: str, actor: str) -> OperationResult:
+    instance = _get(instance_id)
+    if instance.status == InstanceStatus.CLAIMING:
+        raise Conflict(f"Instance {instance_id} is being claimed; retry in a moment", code="claiming")
+    error = _redeploy(instance, actor=actor)
+    return OperationResult("redeploy", instance_ids=[] if error else [instance_id], failed={instance_id: error} if error else {})
+
+
+def pool_redeploy_idle(*, actor: str, dry_run: bool = False) -> OperationResult:
+    """Redeploy every idle instance (new image pull); claimed ones are left as they are."""
+    idle = list(Instance.objects.using(DB).filter(status=InstanceStatus.IDLE))
+    result = OperationResult("redeploy_idle", dry_run=dry_run)
+    if dry_run:
+        result.instance_ids = [i.pk for i in idle]
+        return result
+    errors = map_concurrently(lambda i: _redeploy(i, actor=actor), idle, max_workers=pool_config().create_concurrency)
+    for instance, error in zip(idle, errors):
+        if error:
+            result.failed[instance.pk] = error
+        else:
+            result.instance_ids.append(instance.pk)
+    return result
+
+
+def instance_recheck(*, instance_id: str, actor: str) -> Instance:
+    """Ask services about one instance now and apply the answer, as the tick would."""
+    from pool_app.services.tick import Outage, observe  # the tick's own observation, for one instance
+
+    instance = _get(instance_id)
+    try:
+        observe([instance], pool_config(), actor=actor, guard=False)
+    except Outage as exc:
+        raise UpstreamFailed(str(exc), code="status_failed") from exc
+    return Instance.objects.using(DB).get(pk=instance_id)
