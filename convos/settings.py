@@ -109,6 +109,9 @@ def _database(alias: str, variable: str) -> dict:
     else:
         config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
         config["CONN_HEALTH_CHECKS"] = True
+        # Test runs that overlap on one server (several developers, parallel sessions) must not
+        # share test databases: one run's teardown would drop the other's.
+        config["TEST"] = {"NAME": f"test_{config['NAME']}{env.str('TEST_DATABASE_SUFFIX', default='')}"}
     return config
 
 
@@ -172,6 +175,8 @@ LOCAL_INSTANCES_DIR = Path(env.str("LOCAL_INSTANCES_DIR", default=str(VAR_DIR / 
 LOCAL_INSTANCE_HOST = env.str("LOCAL_INSTANCE_HOST", default="127.0.0.1")
 LOCAL_RUNTIME_BOOT_SECONDS = env.float("LOCAL_RUNTIME_BOOT_SECONDS", default=2.0)
 LOCAL_RUNTIME_PYTHON = env.str("LOCAL_RUNTIME_PYTHON", default="")
+# Extra variables for every local runtime, e.g. "RUNTIME_JOIN_PENDING_SECONDS=30" (comma-separated).
+LOCAL_RUNTIME_ENV = env.dict("LOCAL_RUNTIME_ENV", default={})
 
 # --- Celery -------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

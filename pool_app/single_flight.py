@@ -37,20 +37,28 @@ def _holder() -> str:
 @contextmanager
 def single_flight(name: str, *, lease: timedelta = timedelta(minutes=10)) -> Iterator[bool]:
     """`with single_flight("tick") as acquired:` — acquired is False if another holder runs."""
-    connection = connections[DB]
-    if connection.vendor == "postgresql":
-        key = _advisory_key(name)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-            acquired = bool(cursor.fetchone()[0])
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-        return
+    lock = advisory_lock if connections[DB].vendor == "postgresql" else lease_lock
+    with lock(name, lease=lease) as acquired:
+        yield acquired
 
+
+@contextmanager
+def advisory_lock(name: str, *, lease: timedelta | None = None) -> Iterator[bool]:
+    connection = connections[DB]
+    key = _advisory_key(name)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+@contextmanager
+def lease_lock(name: str, *, lease: timedelta) -> Iterator[bool]:
     holder = _holder()
     now = timezone.now()
     try:

@@ -47,6 +47,7 @@ class Config:
     boot_seconds: float = 0.0
     join_pending_seconds: float = 0.0
     fail_provision: bool = False
+    provision_delay_seconds: float = 0.0
     primary_model: str | None = None
 
     def __repr__(self) -> str:  # never expose the gateway token
@@ -58,6 +59,7 @@ class Config:
             f"boot_seconds={self.boot_seconds!r}, "
             f"join_pending_seconds={self.join_pending_seconds!r}, "
             f"fail_provision={self.fail_provision!r}, "
+            f"provision_delay_seconds={self.provision_delay_seconds!r}, "
             f"primary_model={self.primary_model!r})"
         )
 
@@ -139,5 +141,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             "RUNTIME_JOIN_PENDING_SECONDS", _get(env, "RUNTIME_JOIN_PENDING_SECONDS")
         ),
         fail_provision=_parse_bool("RUNTIME_FAIL_PROVISION", _get(env, "RUNTIME_FAIL_PROVISION")),
+        provision_delay_seconds=_parse_seconds(
+            "RUNTIME_PROVISION_DELAY_SECONDS", _get(env, "RUNTIME_PROVISION_DELAY_SECONDS")
+        ),
         primary_model=_get(env, "OPENCLAW_PRIMARY_MODEL"),
     )

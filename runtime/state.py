@@ -173,6 +173,11 @@ class RuntimeState:
             if existing is not None:
                 raise AlreadyBoundError("instance is already bound to a conversation")
 
+            if self._config.provision_delay_seconds:
+                # A slow provision (the real agent takes seconds): held under the lock, so a reset
+                # that arrives meanwhile waits and then undoes it, as on the real runtime.
+                time.sleep(self._config.provision_delay_seconds)
+
             self._write_instructions(request.agent_name, request.instructions)
 
             if self._config.fail_provision:

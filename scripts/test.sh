@@ -14,6 +14,8 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
 # Tests never read a developer's .env or var/: they get a scratch VAR_DIR of their own.
 export VAR_DIR=${VAR_DIR:-$(mktemp -d /tmp/convos-test-var.XXXXXX)}
 export ENV_FILE=/dev/null
+# Concurrent runs on one machine each get their own test databases.
+export TEST_DATABASE_SUFFIX=${TEST_DATABASE_SUFFIX:-_$$}
 
 if [[ "$DATABASE_URL" == postgres* ]]; then
   bash scripts/ensure_services.sh

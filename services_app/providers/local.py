@@ -48,6 +48,7 @@ class LocalProvider:
     host: str
     boot_seconds: float
     python: str
+    extra_env: dict[str, str]
 
     @classmethod
     def from_settings(cls) -> "LocalProvider":
@@ -58,6 +59,7 @@ class LocalProvider:
             host=settings.LOCAL_INSTANCE_HOST,
             boot_seconds=settings.LOCAL_RUNTIME_BOOT_SECONDS,
             python=settings.LOCAL_RUNTIME_PYTHON or sys.executable,
+            extra_env={k: str(v) for k, v in settings.LOCAL_RUNTIME_ENV.items()},
         )
 
     # --- InfraProvider ---------------------------------------------------------------------------
@@ -133,6 +135,7 @@ class LocalProvider:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
             **variables,
             "HOST": self.host,
             "PORT": str(port),

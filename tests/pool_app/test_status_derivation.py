@@ -1,0 +1,59 @@
+"""Every combination of deploy status, health, age and claimed, against the reference's rules."""
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from pool_app.status_derivation import derive_status
+
+TIMEOUT = timedelta(minutes=15)
+YOUNG, OLD = timedelta(minutes=1), timedelta(minutes=16)
+
+# Railway's DeploymentStatus values (contracts/railway), grouped as reference section 2 reads them,
+# plus None for "services knows no deploy status".
+SLEEPING = ["SLEEPING"]
+FAILED = ["FAILED", "CRASHED", "REMOVED", "REMOVING", "SKIPPED"]
+DEPLOYING = ["QUEUED", "WAITING", "BUILDING", "DEPLOYING", "INITIALIZING", "NEEDS_APPROVAL"]
+SUCCESS = ["SUCCESS"]
+UNKNOWN = [None]
+ALL = SLEEPING + FAILED + DEPLOYING + SUCCESS + UNKNOWN
+
+
+def expected(deploy: str | None, healthy: bool, old: bool, claimed: bool) -> str:
+    """The reference's table, written out case by case (not by calling the code under test)."""
+    if deploy in SLEEPING:
+        return "sleeping"  # rule 1, whatever the rest: sleep is never death
+    if deploy in FAILED:
+        return "crashed" if claimed else "dead"  # rule 2
+    if claimed:
+        return "claimed"  # rules 3-5: a claimed instance stays claimed (never stuck, never dead)
+    if deploy in SUCCESS and healthy:
+        return "idle"  # rule 4
+    return "stuck" if old else "starting"  # rules 3 and 5 (a deploy stuck in the queue too)
+
+
+CASES = list(itertools.product(ALL, [True, False], [False, True], [False, True]))
+
+
+def test_the_table_covers_every_combination():
+    assert len(CASES) == 14 * 2 * 2 * 2
+
+
+@pytest.mark.parametrize("deploy,healthy,old,claimed", CASES)
+def test_it_derives_the_reference_status(deploy, healthy, old, claimed):
+    got = derive_status(deploy_status=deploy, healthy=healthy, unhealthy_for=OLD if old else YOUNG, claimed=claimed, stuck_timeout=TIMEOUT)
+    assert got == expected(deploy, healthy, old, claimed)
+
+
+@pytest.mark.parametrize("claimed", [False, True])
+def test_it_never_calls_a_sleeping_instance_dead_however_long_it_sleeps(claimed):
+    got = derive_status(deploy_status="SLEEPING", healthy=False, unhealthy_for=timedelta(days=30), claimed=claimed, stuck_timeout=TIMEOUT)
+    assert got == "sleeping"
+
+
+def test_it_turns_stuck_only_after_the_timeout():
+    at = lambda age: derive_status(deploy_status="SUCCESS", healthy=False, unhealthy_for=age, claimed=False, stuck_timeout=TIMEOUT)
+    assert at(TIMEOUT) == "starting"
+    assert at(TIMEOUT + timedelta(seconds=1)) == "stuck"
