@@ -178,6 +178,45 @@ LOCAL_RUNTIME_PYTHON = env.str("LOCAL_RUNTIME_PYTHON", default="")
 # Extra variables for every local runtime, e.g. "RUNTIME_JOIN_PENDING_SECONDS=30" (comma-separated).
 LOCAL_RUNTIME_ENV = env.dict("LOCAL_RUNTIME_ENV", default={})
 
+# Railway infra provider (INFRA_PROVIDER=railway): one project per instance.
+RAILWAY_API_URL = env.str("RAILWAY_API_URL", default="https://backboard.railway.com/graphql/v2")
+# Several comma-separated tokens are rotated (each may create one project per 30 s).
+RAILWAY_API_TOKENS = env.list("RAILWAY_API_TOKENS", default=[]) or [t for t in [env.str("RAILWAY_API_TOKEN", default="")] if t]
+RAILWAY_API_TOKEN = RAILWAY_API_TOKENS[0] if RAILWAY_API_TOKENS else ""
+RAILWAY_WORKSPACE_ID = env.str("RAILWAY_WORKSPACE_ID", default="")
+RAILWAY_ENVIRONMENT_NAME = env.str("RAILWAY_ENVIRONMENT_NAME", default="production")
+RAILWAY_RUNTIME_IMAGE = env.str("RAILWAY_RUNTIME_IMAGE", default="ghcr.io/xmtplabs/convos-runtime:production")
+RAILWAY_INSTANCE_URL_TEMPLATE = env.str("RAILWAY_INSTANCE_URL_TEMPLATE", default="https://{domain}")
+RAILWAY_PROJECTS_PAGE_SIZE = env.int("RAILWAY_PROJECTS_PAGE_SIZE", default=50)
+RAILWAY_RATE_LIMIT_RPS = env.float("RAILWAY_RATE_LIMIT_RPS", default=40.0)
+RAILWAY_PROJECT_CREATE_INTERVAL_S = env.float("RAILWAY_PROJECT_CREATE_INTERVAL_S", default=30.0)
+RAILWAY_TIMEOUT_S = env.float("RAILWAY_TIMEOUT_S", default=30.0)
+RAILWAY_MAX_RETRIES = env.int("RAILWAY_MAX_RETRIES", default=4)
+RAILWAY_INSTANCE_VCPUS = env.float("RAILWAY_INSTANCE_VCPUS", default=2.0)
+RAILWAY_INSTANCE_MEMORY_GB = env.float("RAILWAY_INSTANCE_MEMORY_GB", default=2.0)
+GHCR_USERNAME = env.str("GHCR_USERNAME", default="")
+GHCR_TOKEN = env.str("GHCR_TOKEN", default="")
+
+# Tool plugins: each is enabled only when its key is set.
+OPENROUTER_API_URL = env.str("OPENROUTER_API_URL", default="https://openrouter.ai/api/v1")
+OPENROUTER_MANAGEMENT_KEY = env.str("OPENROUTER_MANAGEMENT_KEY", default="")
+OPENROUTER_KEY_LIMIT = env.float("OPENROUTER_KEY_LIMIT", default=20.0)
+OPENROUTER_KEY_LIMIT_RESET = env.str("OPENROUTER_KEY_LIMIT_RESET", default="monthly")
+AGENTMAIL_API_URL = env.str("AGENTMAIL_API_URL", default="https://api.agentmail.to/v0")
+AGENTMAIL_API_KEY = env.str("AGENTMAIL_API_KEY", default="")
+AGENTMAIL_DOMAIN = env.str("AGENTMAIL_DOMAIN", default="")
+TELNYX_API_URL = env.str("TELNYX_API_URL", default="https://api.telnyx.com/v2")
+TELNYX_API_KEY = env.str("TELNYX_API_KEY", default="")
+TELNYX_MESSAGING_PROFILE_ID = env.str("TELNYX_MESSAGING_PROFILE_ID", default="")
+BANKR_API_URL = env.str("BANKR_API_URL", default="https://api.bankr.bot")
+BANKR_API_KEY = env.str("BANKR_API_KEY", default="")
+PROVIDER_TIMEOUT_S = env.float("PROVIDER_TIMEOUT_S", default=20.0)
+
+# Services over HTTP: with SERVICES_URL set the pool calls services at that URL, otherwise in process.
+SERVICES_URL = env.str("SERVICES_URL", default="")
+# What instances call for self-provisioning (the services API as they reach it).
+SERVICES_PUBLIC_URL = env.str("SERVICES_PUBLIC_URL", default="")
+
 # --- Celery -------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"

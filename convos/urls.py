@@ -7,6 +7,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/pool/", include("pool_app.urls")),
+    path("services/", include("services_app.urls")),
 ]
 
 handler404 = "convos.exceptions.json_not_found"

@@ -109,6 +109,7 @@ class PoolStatusApi(APIView):
             "outage": status["outage"],
             "lastTick": status["last_tick"],
             "settings": status["settings"],
+            "providers": status["providers"],
             "instances": InstanceOutputSerializer(status["instances"], many=True).data,
         })
 

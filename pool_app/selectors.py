@@ -7,6 +7,7 @@ from django.db.models import Count
 
 from pool_app.config import pool_config
 from pool_app.models import Instance, InstanceStatus, PoolState
+from services_app import facade as services
 
 DB = "pool"
 
@@ -45,5 +46,14 @@ def pool_status() -> dict[str, Any]:
             "createConcurrency": config.create_concurrency,
             "paused": config.paused,
         },
+        "providers": provider_errors(),
         "instances": instance_list(),
     }
+
+
+def provider_errors() -> list[dict[str, Any]] | dict[str, str]:
+    """Last outcome per provider, as services records it (redacted there)."""
+    try:
+        return services.provider_statuses()
+    except services.ServicesError as exc:
+        return {"error": exc.message}

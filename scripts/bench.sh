@@ -3,3 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m bench.startup_and_claims
+.venv/bin/python -m bench.tick
+BENCH_DATABASE=postgres .venv/bin/python -m bench.tick

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from services_app.models import InstanceInfra, InstanceService
+from services_app.models import InstanceInfra, InstanceService, ProviderStatus
 
 
 class InstanceServiceInline(admin.TabularInline):
@@ -13,12 +13,12 @@ class InstanceServiceInline(admin.TabularInline):
 
 @admin.register(InstanceInfra)
 class InstanceInfraAdmin(admin.ModelAdmin):
-    list_display = ("instance_id", "provider", "url", "railway_project_id", "image_tag", "created_at", "last_error")
-    list_filter = ("provider",)
+    list_display = ("instance_id", "provider", "url", "railway_project_id", "image_tag", "created_at", "torn_down_at", "last_error")
+    list_filter = ("provider", ("torn_down_at", admin.EmptyFieldListFilter))
     search_fields = ("instance_id", "railway_project_id", "railway_service_id", "url")
     # Token hash and nonce are never shown: they identify secrets even if they are not secrets.
     fields = ("instance_id", "provider", "url", "railway_project_id", "railway_service_id",
-              "railway_environment_id", "image_tag", "provider_state", "last_error", "created_at", "updated_at")
+              "railway_environment_id", "image_tag", "provider_state", "last_error", "created_at", "updated_at", "torn_down_at")
     readonly_fields = fields
     inlines = [InstanceServiceInline]
 
@@ -34,4 +34,18 @@ class InstanceServiceAdmin(admin.ModelAdmin):
     readonly_fields = ("instance", "tool_id", "resource_id", "config", "status", "last_error", "provisioned_at", "destroyed_at")
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ProviderStatus)
+class ProviderStatusAdmin(admin.ModelAdmin):
+    """Last error and last success per provider (errors are redacted when recorded)."""
+
+    list_display = ("provider", "last_error_at", "last_error", "last_ok_at")
+    readonly_fields = ("provider", "last_error", "last_error_at", "last_ok_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -1,79 +1,123 @@
 """The one door from the pool into services. Its functions mirror the services API of seed 002.
 
-The pool imports this module and nothing else of services_app (no models, no providers), so that
-services can move behind HTTP without the pool changing: every function takes and returns plain
-JSON-able values and raises `ServicesError` (a DomainError whose `code` says what failed).
+The pool imports this module and nothing else of services_app (no models, no providers). With
+SERVICES_URL set every call goes over HTTP to the services API; unset, the same functions run in
+process. Either way they take and return plain JSON-able values and raise `ServicesError` (a
+DomainError whose `code` says what failed), so the pool cannot tell the difference.
 """
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from services_app import services
-from services_app.services import ServicesError
+from django.conf import settings
+
+from services_app import http_client
+from services_app.services.errors import ServicesError
 
 __all__ = [
-    "ServicesError",
-    "create_instance",
-    "destroy",
-    "status_batch",
-    "configure",
-    "convos_status",
-    "reset",
-    "redeploy",
-    "registry",
+    "ServicesError", "create_instance", "destroy", "status_batch", "configure", "convos_status", "reset",
+    "redeploy", "registry", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
 ]
+
+
+def _remote() -> bool:
+    return bool(settings.SERVICES_URL)
+
+
+def _local():
+    from services_app import services  # imported lazily: over HTTP the pool needs none of it
+
+    return services
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
 
 
 def create_instance(instance_id: str) -> dict[str, str]:
     """POST /create-instance -> {instanceId, url}"""
-    return services.instance_create(instance_id=instance_id)
+    if _remote():
+        return http_client.call("POST", "create-instance", {"instanceId": instance_id})
+    return _local().instance_create(instance_id=instance_id)
 
 
-def destroy(instance_id: str) -> dict[str, bool]:
-    """DELETE /destroy/:instanceId -> {ok}"""
-    return services.instance_destroy(instance_id=instance_id)
+def destroy(instance_id: str) -> dict[str, Any]:
+    """DELETE /destroy/:instanceId -> {ok, pendingResources}"""
+    if _remote():
+        return http_client.call("DELETE", f"destroy/{_q(instance_id)}")
+    return _local().instance_destroy(instance_id=instance_id)
 
 
 def status_batch(instance_ids: list[str]) -> dict[str, dict[str, Any]]:
     """POST /status/batch -> {instanceId: {status, deployStatus, healthy, url}}"""
-    return services.status_batch(instance_ids=instance_ids)
+    if _remote():
+        return http_client.call("POST", "status/batch", {"instanceIds": instance_ids})
+    return _local().status_batch(instance_ids=instance_ids)
 
 
-def configure(
-    instance_id: str,
-    *,
-    agent_name: str,
-    instructions: str,
-    join_url: str | None = None,
-    profile_image: str | None = None,
-    metadata: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def configure(instance_id: str, *, agent_name: str, instructions: str, join_url: str | None = None,
+              model: str | None = None) -> dict[str, Any]:
     """POST /configure/:instanceId -> {ok, conversationId, inviteUrl, joined, status}"""
-    return services.instance_configure(
-        instance_id=instance_id,
-        agent_name=agent_name,
-        instructions=instructions,
-        join_url=join_url,
-        profile_image=profile_image,
-        metadata=metadata,
-    )
+    if _remote():
+        body = {"agentName": agent_name, "instructions": instructions, "joinUrl": join_url, "model": model}
+        return http_client.call("POST", f"configure/{_q(instance_id)}", body)
+    return _local().instance_configure(instance_id=instance_id, agent_name=agent_name, instructions=instructions,
+                                       join_url=join_url, model=model)
 
 
 def convos_status(instance_id: str) -> dict[str, Any]:
     """GET /convos-status/:instanceId -> the instance's {conversationId, inboxId, pending, clean}"""
-    return services.instance_convos_status(instance_id=instance_id)
+    if _remote():
+        return http_client.call("GET", f"convos-status/{_q(instance_id)}")
+    return _local().instance_convos_status(instance_id=instance_id)
 
 
 def reset(instance_id: str) -> dict[str, Any]:
     """POST /reset/:instanceId -> the instance's status after a factory reset"""
-    return services.instance_reset(instance_id=instance_id)
+    if _remote():
+        return http_client.call("POST", f"reset/{_q(instance_id)}", {})
+    return _local().instance_reset(instance_id=instance_id)
 
 
 def redeploy(instance_id: str) -> dict[str, bool]:
     """POST /redeploy/:instanceId -> {ok}"""
-    return services.instance_redeploy(instance_id=instance_id)
+    if _remote():
+        return http_client.call("POST", f"redeploy/{_q(instance_id)}", {})
+    return _local().instance_redeploy(instance_id=instance_id)
+
+
+def provision_tool(instance_id: str, tool_id: str, *, user_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST /provision/:instanceId/:toolId {userConfig?} -> {resourceId, config}"""
+    if _remote():
+        body = {"userConfig": user_config} if user_config is not None else {}
+        return http_client.call("POST", f"provision/{_q(instance_id)}/{_q(tool_id)}", body)
+    return _local().tool_provision(instance_id=instance_id, tool_id=tool_id, user_config=user_config)
+
+
+def destroy_tool(instance_id: str, tool_id: str, resource_id: str) -> dict[str, bool]:
+    """DELETE /destroy/:instanceId/:toolId/:resourceId -> {ok}"""
+    if _remote():
+        return http_client.call("DELETE", f"destroy/{_q(instance_id)}/{_q(tool_id)}/{_q(resource_id)}")
+    return _local().tool_destroy(instance_id=instance_id, tool_id=tool_id, resource_id=resource_id)
 
 
 def registry() -> list[dict[str, Any]]:
-    """GET /registry -> [{toolId, name, provisioning, ...}]"""
-    return services.registry()
+    """GET /registry -> [{toolId, name, provisioning, always, enabled, reason}]"""
+    if _remote():
+        return http_client.call("GET", "registry")
+    return _local().registry()
+
+
+def teardown_retry() -> dict[str, int]:
+    """POST /teardown/retry -> {pending, finished}: finish resources whose destroy failed."""
+    if _remote():
+        return http_client.call("POST", "teardown/retry", {})
+    return _local().teardown_retry()
+
+
+def provider_statuses() -> list[dict[str, Any]]:
+    """GET /providers -> [{provider, lastError, lastErrorAt, lastOkAt}]"""
+    if _remote():
+        return http_client.call("GET", "providers")
+    return _local().provider_statuses()

@@ -22,10 +22,13 @@ class InstanceInfra(models.Model):
     # Per-instance secrets are never stored in plaintext: the gateway token is derived from
     # INSTANCE_SECRET_KEY and this nonce; the services token is kept as a SHA-256 hash.
     secret_nonce = models.CharField(max_length=64)
-    instance_services_token_hash = models.CharField(max_length=64)
+    instance_services_token_hash = models.CharField(max_length=64, db_index=True)
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when the instance was torn down while some resource could not be destroyed yet: the row
+    # stays (with those resources) until the tick's retry finishes them.
+    torn_down_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "instance_infra"
@@ -68,3 +71,19 @@ class InstanceService(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}/{self.tool_id}:{self.resource_id}"
+
+
+class ProviderStatus(models.Model):
+    """Last outcome per external provider (railway, local, openrouter, email, ...), for operators."""
+
+    provider = models.CharField(primary_key=True, max_length=32)
+    last_error = models.TextField(blank=True, default="")  # redacted: never a secret
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_ok_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "provider_status"
+        verbose_name_plural = "provider status"
+
+    def __str__(self) -> str:
+        return self.provider

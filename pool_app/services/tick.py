@@ -2,7 +2,8 @@
 
 - Single-flight: a lock shared by every process; a second tick returns at once, saying it skipped
   (the production pool's ticks overlapped when one took longer than the interval).
-- Isolated steps: each logs and records its own failure; the others still run.
+- Isolated steps (observe, recover stale claims, resolve pending joins, remove dead, retry failed
+  teardowns, top up): each logs and records its own failure; the others still run.
 - Outage guard: when the status batch fails, or too many healthy instances turn unreachable at
   once, nothing changes status and nothing is destroyed or created; the reason is recorded and
   shown in GET /api/pool/status. Steps read fresh state, so the next tick simply resumes.
@@ -190,6 +191,11 @@ def remove_dead(config: PoolConfig) -> dict[str, Any]:
     return {"destroyed": sum(destroyed), "failed": len(doomed) - sum(destroyed)}
 
 
+def retry_teardowns(config: PoolConfig) -> dict[str, Any]:
+    """Finish external resources of deleted instances whose destroy failed earlier (services keeps them)."""
+    return services.teardown_retry()
+
+
 def top_up(config: PoolConfig) -> dict[str, Any]:
     """Create instances until idle + starting reaches min idle, within the unclaimed cap.
 
@@ -244,7 +250,9 @@ def pool_tick() -> dict[str, Any]:
                 report.errors[name] = redact(f"{exc.__class__.__name__}: {exc}")
 
         try:
-            run("observe", lambda: observe(list(Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED)), config))
+            # Instructions can be 100k characters per claimed instance; the tick never reads them.
+            live = Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED).defer("instructions")
+            run("observe", lambda: observe(list(live), config))
         except Outage as outage:
             report.outage = redact(str(outage))
             logger.warning("tick: outage, changing nothing: %s", report.outage)
@@ -255,6 +263,7 @@ def pool_tick() -> dict[str, Any]:
                 report.steps["paused"] = "pool is paused: nothing destroyed or created"
             else:
                 run("remove_dead", lambda: remove_dead(config))
+                run("retry_teardowns", lambda: retry_teardowns(config))
                 run("top_up", lambda: top_up(config))
         report.duration_ms = (time.monotonic() - report.started_at) * 1000
         try:

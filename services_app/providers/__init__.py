@@ -12,4 +12,12 @@ def get_provider(name: str | None = None) -> InfraProvider:
         from services_app.providers.local import LocalProvider
 
         return LocalProvider.from_settings()
-    raise ProviderError(f"Unknown INFRA_PROVIDER {name!r} (available: local)", permanent=True)
+    if name == "fake":  # benchmarks and tests only: in-memory instances, no processes
+        from services_app.providers.fake import FakeProvider
+
+        return FakeProvider.from_settings()
+    if name == "railway":
+        from services_app.providers.railway import RailwayProvider
+
+        return RailwayProvider.from_settings()
+    raise ProviderError(f"Unknown INFRA_PROVIDER {name!r} (available: local, railway, fake)", permanent=True)

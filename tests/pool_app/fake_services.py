@@ -100,7 +100,11 @@ class FakeServices:
         self._count("redeploy")
         return {"ok": True}
 
+    def teardown_retry(self) -> dict[str, int]:
+        self._count("teardown_retry")
+        return {"pending": 0, "finished": 0}
+
     def install(self, monkeypatch) -> "FakeServices":
-        for name in ("create_instance", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy"):
+        for name in ("create_instance", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry"):
             monkeypatch.setattr(facade, name, getattr(self, name))
         return self

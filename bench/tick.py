@@ -1,0 +1,224 @@
+"""Benchmark the pool tick at 100 and 1,000 instances, on the fake infra provider.
+
+Local runtime processes are too heavy for 1,000 instances, so the instances here are fake ones
+(services_app/providers/fake.py): no process each, all served by one in-process HTTP server, so
+the tick still runs its real code path, health checks over HTTP included. For each size N:
+
+1. Fill: POOL_MIN_IDLE=N and `pool_tick()` until N instances are idle (the real top-up path).
+2. Steady state: 5 more ticks with nothing to change (all idle and healthy); wall time of each,
+   the time spent inside services' status batch, and the SQL statements the tick's own thread
+   ran. Then the same with FAKE_HEALTH_LATENCY_MS=50 (a simulated network round trip per health
+   check).
+
+Runs on fresh SQLite files in a temporary VAR_DIR by default; with BENCH_DATABASE=postgres on the
+PostgreSQL databases convos_bench_{default,pool,services,templates} at 127.0.0.1:5432 (created if
+missing, emptied first). Prints numbers and asserts nothing. Usage: python -m bench.tick
+"""
+from __future__ import annotations
+
+import io
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+SIZES = (100, 1000)
+STEADY_TICKS = 5
+LATENCIES_MS = (0, 50)
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+ALIASES = {"default": "DATABASE_URL", "pool": "POOL_DATABASE_URL", "services": "SERVICES_DATABASE_URL", "templates": "TEMPLATES_DATABASE_URL"}
+
+
+def _prepare_environment() -> Path:
+    """Everything Django reads at start-up; must run before django.setup()."""
+    var_dir = Path(tempfile.mkdtemp(prefix="convos-bench-tick-"))
+    os.environ["VAR_DIR"] = str(var_dir)
+    os.environ["ENV_FILE"] = "/dev/null"
+    os.environ["INFRA_PROVIDER"] = "fake"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL"):  # in-process services, no broker
+        os.environ.pop(name, None)
+    if os.environ.get("BENCH_DATABASE") == "postgres":
+        _create_postgres_databases()
+        for alias, variable in ALIASES.items():
+            os.environ[variable] = f"{PG_SERVER}/convos_bench_{alias}"
+    else:
+        for variable in ALIASES.values():
+            os.environ.pop(variable, None)  # the embedded SQLite defaults, under the fresh VAR_DIR
+    return var_dir
+
+
+def _create_postgres_databases() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
+        for alias in ALIASES:
+            name = f"convos_bench_{alias}"
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class Probe:
+    """Counts and times services.status_batch calls and the SQL the calling thread runs."""
+
+    def __init__(self) -> None:
+        self.batch_calls = 0
+        self.batch_ms = 0.0
+        self.queries = 0
+
+    def status_batch(self, original):
+        def wrapped(instance_ids):
+            self.batch_calls += 1
+            started = time.perf_counter()
+            try:
+                return original(instance_ids)
+            finally:
+                self.batch_ms += (time.perf_counter() - started) * 1000
+
+        return wrapped
+
+    def sql(self, execute, sql, params, many, context):
+        self.queries += 1
+        return execute(sql, params, many, context)
+
+
+def _measured_tick():
+    """One pool_tick() with its status_batch calls and main-thread SQL counted."""
+    from django.db import connections
+
+    from pool_app.services import pool_tick
+    from services_app import facade
+
+    probe = Probe()
+    original = facade.status_batch
+    facade.status_batch = probe.status_batch(original)
+    try:
+        with ExitStack() as stack:
+            for alias in ALIASES:
+                stack.enter_context(connections[alias].execute_wrapper(probe.sql))
+            started = time.perf_counter()
+            report = pool_tick()
+            wall_ms = (time.perf_counter() - started) * 1000
+    finally:
+        facade.status_batch = original
+    return wall_ms, report, probe
+
+
+def _count(status: str) -> int:
+    from pool_app.models import Instance
+
+    return Instance.objects.using("pool").filter(status=status).count()
+
+
+def _fill(n: int) -> tuple[float, list[float]]:
+    from django.conf import settings
+
+    from pool_app.models import InstanceStatus
+    from pool_app.services import pool_tick
+
+    settings.POOL_MIN_IDLE = n
+    settings.POOL_MAX_TOTAL = 100_000
+    settings.POOL_CREATE_CONCURRENCY = 16
+    settings.FAKE_HEALTH_LATENCY_MS = 0
+    started, ticks = time.perf_counter(), []
+    while _count(InstanceStatus.IDLE) < n:
+        report = pool_tick()
+        ticks.append(report["durationMs"])
+        if report.get("errors") or report.get("outage") or len(ticks) > 20:
+            raise RuntimeError(f"filling to {n} idle failed after {len(ticks)} ticks: {report}")
+    return time.perf_counter() - started, ticks
+
+
+def _steps(report: dict) -> str:
+    """Every step's report fields, compactly: `observe checked=1000 transitions=0; top_up ...`."""
+    parts = []
+    for name, fields in report.get("steps", {}).items():
+        values = " ".join(f"{k}={v}" for k, v in fields.items()) if isinstance(fields, dict) else str(fields)
+        parts.append(f"{name} {values}".strip())
+    for key in ("errors", "outage", "skipped"):
+        if report.get(key):
+            parts.append(f"{key}={report[key]!r}")
+    return "; ".join(parts)
+
+
+def _teardown() -> None:
+    from django.db import connections
+
+    from pool_app.models import Instance, InstanceStatus
+    from pool_app.services import instance_destroy
+    from services_app import services
+    from services_app.models import InstanceInfra
+
+    for pk in Instance.objects.using("pool").exclude(status=InstanceStatus.DELETED).values_list("pk", flat=True):
+        instance_destroy(instance_id=pk, actor="cli", reason="bench teardown")
+    for infra_id in InstanceInfra.objects.using("services").values_list("instance_id", flat=True):
+        services.instance_destroy(instance_id=infra_id)  # anything the pool did not know of
+    connections.close_all()
+
+
+def main() -> None:
+    var_dir = _prepare_environment()
+    try:
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+        from django.db import connections
+
+        call_command("migrate_all", verbosity=0, stdout=io.StringIO())
+        if connections["pool"].vendor == "postgresql":
+            for alias in ALIASES:  # a clean slate: earlier runs' rows would skew the numbers
+                call_command("flush", database=alias, interactive=False, verbosity=0)
+        vendor = connections["pool"].vendor
+        print(f"tick benchmark: fake provider, {vendor} ({'convos_bench_*' if vendor == 'postgresql' else 'fresh files'}), "
+              f"HEALTH_CHECK_CONCURRENCY={settings.HEALTH_CHECK_CONCURRENCY}, HEALTH_CHECK_TIMEOUT_S={settings.HEALTH_CHECK_TIMEOUT_S:g}, "
+              f"python {platform.python_version()}, {os.cpu_count()} CPUs")
+        rows = []
+        try:
+            for n in SIZES:
+                fill_s, fill_ticks = _fill(n)
+                print(f"  fill to {n} idle: {fill_s:.1f} s in {len(fill_ticks)} ticks of "
+                      f"{' + '.join(f'{d:.0f}' for d in fill_ticks)} ms (create, then observe starting -> idle; POOL_CREATE_CONCURRENCY=16)")
+                for latency in LATENCIES_MS:
+                    settings.FAKE_HEALTH_LATENCY_MS = latency
+                    samples = [_measured_tick() for _ in range(STEADY_TICKS)]
+                    walls = [s[0] for s in samples]
+                    rows.append({
+                        "n": n, "latency": latency,
+                        "median": statistics.median(walls), "worst": max(walls),
+                        "reported": statistics.median(s[1]["durationMs"] for s in samples),
+                        "batch_calls": sorted({s[2].batch_calls for s in samples}),
+                        "batch_ms": statistics.median(s[2].batch_ms for s in samples),
+                        "rest_ms": statistics.median(s[0] - s[2].batch_ms for s in samples),
+                        "queries": statistics.median(s[2].queries for s in samples),
+                        "steps": _steps(samples[-1][1]),
+                    })
+        finally:
+            settings.FAKE_HEALTH_LATENCY_MS = 0
+            _teardown()
+
+        print(f"steady-state pool_tick(), {STEADY_TICKS} ticks each, nothing to change (all idle and healthy):")
+        header = f"  {'N':>5} {'health lat':>10} {'median ms':>10} {'worst ms':>9} {'durationMs':>10} {'batch calls':>11} {'in batch ms':>11} {'rest ms':>8} {'SQL/tick':>8}"
+        print(header)
+        for r in rows:
+            calls = ",".join(str(c) for c in r["batch_calls"])
+            print(f"  {r['n']:>5} {str(r['latency']) + ' ms':>10} {r['median']:>10.1f} {r['worst']:>9.1f} {r['reported']:>10.1f} "
+                  f"{calls:>11} {r['batch_ms']:>11.1f} {r['rest_ms']:>8.1f} {r['queries']:>8.0f}")
+        print("  last report of each row:")
+        for r in rows:
+            print(f"  {r['n']:>5} {str(r['latency']) + ' ms':>10}  {r['steps']}")
+        print("  (durationMs: the tick's own report; in batch ms: inside services.status_batch, health checks included;\n"
+              "   rest ms: tick minus in-batch (median); SQL/tick: statements on the tick's own thread, health-check threads excluded)")
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The services HTTP API (seed 002), mounted under /services/. Views validate, call one function
+of services_app.services, and serialize; the in-process facade calls the same functions."""
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from convos.serializer_fields import StrictCharField
+from services_app import services
+from services_app.auth import IsPool, IsPoolOrSameInstance, ServicesAuthentication
+
+INSTANCE_ID = StrictCharField(max_length=32)
+
+
+def _body(request: Request) -> dict:
+    if not isinstance(request.data, dict):
+        raise serializers.ValidationError({"body": "Must be a JSON object"})
+    return request.data
+
+
+class _ServicesApi(APIView):
+    authentication_classes = [ServicesAuthentication]
+    permission_classes = [IsPool]
+
+
+class CreateInstanceApi(_ServicesApi):
+    class InputSerializer(serializers.Serializer):
+        instanceId = StrictCharField(max_length=32)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=_body(request))
+        data.is_valid(raise_exception=True)
+        return Response(services.instance_create(instance_id=data.validated_data["instanceId"]))
+
+
+class DestroyInstanceApi(_ServicesApi):
+    def delete(self, request: Request, instance_id: str) -> Response:
+        return Response(services.instance_destroy(instance_id=instance_id))
+
+
+class StatusBatchApi(_ServicesApi):
+    class InputSerializer(serializers.Serializer):
+        instanceIds = serializers.ListField(child=StrictCharField(max_length=32), max_length=10_000, allow_empty=True)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=_body(request))
+        data.is_valid(raise_exception=True)
+        return Response(services.status_batch(instance_ids=data.validated_data["instanceIds"]))
+
+
+class RedeployApi(_ServicesApi):
+    def post(self, request: Request, instance_id: str) -> Response:
+        return Response(services.instance_redeploy(instance_id=instance_id))
+
+
+class ProvisionToolApi(_ServicesApi):
+    permission_classes = [IsPoolOrSameInstance]
+
+    class InputSerializer(serializers.Serializer):
+        userConfig = serializers.DictField(required=False, allow_null=True)
+
+    def post(self, request: Request, instance_id: str, tool_id: str) -> Response:
+        data = self.InputSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        return Response(services.tool_provision(instance_id=instance_id, tool_id=tool_id, user_config=data.validated_data.get("userConfig")))
+
+
+class DestroyToolApi(_ServicesApi):
+    def delete(self, request: Request, instance_id: str, tool_id: str, resource_id: str) -> Response:
+        return Response(services.tool_destroy(instance_id=instance_id, tool_id=tool_id, resource_id=resource_id))
+
+
+class ConfigureApi(_ServicesApi):
+    class InputSerializer(serializers.Serializer):
+        agentName = StrictCharField(max_length=200)
+        instructions = StrictCharField(max_length=100_000, allow_blank=True, trim_whitespace=False)
+        model = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+        joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
+
+    def post(self, request: Request, instance_id: str) -> Response:
+        data = self.InputSerializer(data=_body(request))
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        return Response(services.instance_configure(
+            instance_id=instance_id, agent_name=v["agentName"], instructions=v["instructions"],
+            model=v.get("model") or None, join_url=v.get("joinUrl") or None,
+        ))
+
+
+class ResetApi(_ServicesApi):
+    def post(self, request: Request, instance_id: str) -> Response:
+        return Response(services.instance_reset(instance_id=instance_id))
+
+
+class ConvosStatusApi(_ServicesApi):
+    def get(self, request: Request, instance_id: str) -> Response:
+        return Response(services.instance_convos_status(instance_id=instance_id))
+
+
+class RegistryApi(_ServicesApi):
+    def get(self, request: Request) -> Response:
+        return Response(services.registry())
+
+
+class TeardownRetryApi(_ServicesApi):
+    def post(self, request: Request) -> Response:
+        return Response(services.teardown_retry())
+
+
+class ProviderStatusApi(_ServicesApi):
+    def get(self, request: Request) -> Response:
+        return Response(services.provider_statuses())

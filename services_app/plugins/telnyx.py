@@ -1,0 +1,153 @@
+"""Telnyx: one US SMS-capable phone number per instance, bought with the pool's account.
+
+Create: GET {TELNYX_API_URL}/available_phone_numbers?filter[country_code]=US&filter[features][]=sms
+&filter[limit]=20, then POST /number_orders {"phone_numbers": [{"phone_number"}],
+"messaging_profile_id", "customer_reference"} for one candidate. The messaging profile is
+TELNYX_MESSAGING_PROFILE_ID, else the account's first (GET /messaging_profiles). 409/422 on the
+order means someone else took the number: the next candidate is tried, searching once more when
+the list runs out, at most MAX_ORDER_ATTEMPTS orders in all. An order is not idempotent, so a
+5xx or timeout on it is not retried here (it may have bought the number); `customer_reference`
+= "convos-<instance id>" lets an operator find such an orphan in Telnyx.
+
+resource_id is the number in E.164 ("+15551234567"). The order's `phone_numbers[].id` is a
+number-order record, not the phone number resource that DELETE /phone_numbers/{id} takes, and
+the phone number resource may not exist until the order completes. So destroy resolves the number
+with GET /phone_numbers?filter[phone_number]=... and deletes that id; no match means already gone.
+
+Credentials (a security decision): Telnyx has no API keys narrower than the account (keys are made
+in the portal and carry every privilege of the account), so in POOL mode the instance is given the
+pool's own TELNYX_API_KEY, the only key that can send from its number. That key can also buy and
+release numbers and read every other instance's messages. Keep the pool's Telnyx account for
+the pool alone, with spend limits; the real fix is to send SMS through services with the
+instance's INSTANCE_SERVICES_TOKEN instead of handing out the key.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+
+from services_app.plugins.base import POOL, USER, ProviderError, ProvisionedResource
+from services_app.plugins.http import ProviderHttpError, request_json, require, user_value
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "Telnyx"
+MAX_ORDER_ATTEMPTS = 5
+MAX_SEARCHES = 2
+SEARCH_PARAMS = [("filter[country_code]", "US"), ("filter[features][]", "sms"), ("filter[limit]", "20")]
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_TAKEN = (409, 422)
+
+
+class TelnyxPlugin:
+    tool_id = "sms"
+    name = "Telnyx"
+    provisioning = (POOL, USER)
+    always = False
+
+    def enabled(self) -> tuple[bool, str]:
+        if not settings.TELNYX_API_KEY:
+            return False, "TELNYX_API_KEY is not set"
+        if not settings.TELNYX_API_URL:
+            return False, "TELNYX_API_URL is not set"
+        return True, ""
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{settings.TELNYX_API_URL.rstrip('/')}{path}"
+        return request_json(method, url, api_key=settings.TELNYX_API_KEY, provider=PROVIDER, **kwargs)
+
+    def _messaging_profile(self) -> str:
+        if settings.TELNYX_MESSAGING_PROFILE_ID:
+            return settings.TELNYX_MESSAGING_PROFILE_ID
+        profiles = self._call("GET", "/messaging_profiles")
+        data = profiles.get("data") if isinstance(profiles, dict) else None
+        if isinstance(data, list) and not data:
+            raise ProviderError(f"{PROVIDER}: the account has no messaging profile; create one or set TELNYX_MESSAGING_PROFILE_ID", permanent=True)
+        return str(require(profiles, "data", 0, "id", where=f"{PROVIDER}: GET /messaging_profiles"))
+
+    def _search(self) -> list[str]:
+        found = self._call("GET", "/available_phone_numbers", params=SEARCH_PARAMS)
+        data = found.get("data") if isinstance(found, dict) else None
+        if not isinstance(data, list):
+            raise ProviderError(f"{PROVIDER}: GET /available_phone_numbers: malformed response (no data)", permanent=False)
+        return [n["phone_number"] for n in data if isinstance(n, dict) and isinstance(n.get("phone_number"), str)]
+
+    def create(self, *, instance_id: str) -> ProvisionedResource:
+        profile = self._messaging_profile()
+        tried: set[str] = set()
+        for _ in range(MAX_SEARCHES):
+            candidates = [n for n in self._search() if n not in tried]
+            if not candidates:
+                break
+            for number in candidates:
+                if len(tried) >= MAX_ORDER_ATTEMPTS:
+                    break
+                tried.add(number)
+                body = {"phone_numbers": [{"phone_number": number}], "messaging_profile_id": profile, "customer_reference": f"convos-{instance_id}"}
+                try:
+                    order = self._call("POST", "/number_orders", json=body)
+                except ProviderHttpError as exc:
+                    if exc.status_code in _TAKEN:
+                        logger.info("telnyx number %s was taken (HTTP %s); trying the next", number, exc.status_code)
+                        continue
+                    raise
+                return self._ordered(order, number, profile, instance_id)
+            if len(tried) >= MAX_ORDER_ATTEMPTS:
+                break
+        raise ProviderError(f"{PROVIDER}: no US SMS number could be ordered ({len(tried)} tried)", permanent=False)
+
+    def _ordered(self, order: Any, number: str, profile: str, instance_id: str) -> ProvisionedResource:
+        data = require(order, "data", where=f"{PROVIDER}: POST /number_orders")
+        ordered = data.get("phone_numbers") if isinstance(data, dict) else None
+        first = ordered[0] if isinstance(ordered, list) and ordered and isinstance(ordered[0], dict) else {}
+        phone_number = first.get("phone_number") or number
+        logger.info("telnyx number %s ordered for %s", phone_number, instance_id)
+        return ProvisionedResource(
+            resource_id=phone_number,
+            config={"phone_number": phone_number, "messaging_profile_id": profile,
+                    "order_id": data.get("id", ""), "order_status": data.get("status", "")},
+            # TELNYX_API_KEY is the pool's account key: see the module docstring for why.
+            env_vars={"TELNYX_API_KEY": settings.TELNYX_API_KEY, "TELNYX_PHONE_NUMBER": phone_number,
+                      "TELNYX_MESSAGING_PROFILE_ID": profile},
+        )
+
+    def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        raise ProviderError("sms: a phone number has nothing to update", permanent=True)
+
+    def destroy(self, *, resource_id: str) -> None:
+        number_id = resource_id
+        if resource_id.startswith("+"):
+            found = self._call("GET", "/phone_numbers", params=[("filter[phone_number]", resource_id)])
+            data = found.get("data") if isinstance(found, dict) else None
+            if not isinstance(data, list):
+                raise ProviderError(f"{PROVIDER}: GET /phone_numbers: malformed response (no data)", permanent=False)
+            if not data:
+                # Released already (or, rarely, its order never completed): nothing to delete.
+                logger.warning("telnyx number %s not found on the account; counting it as released", resource_id)
+                return
+            number_id = str(require(data, 0, "id", where=f"{PROVIDER}: GET /phone_numbers"))
+        try:
+            self._call("DELETE", f"/phone_numbers/{quote(number_id, safe='')}")
+        except ProviderHttpError as exc:
+            if exc.status_code != 404:
+                raise
+        logger.info("telnyx number %s released", resource_id)
+
+    def user_env_vars(self, user_config: dict[str, Any]) -> dict[str, str]:
+        api_key = user_value(user_config, "telnyxApiKey", tool="sms")
+        field = "telnyxPhoneNumber"
+        if isinstance(user_config, dict) and not user_config.get(field) and user_config.get("telnyxPhone"):
+            field = "telnyxPhone"  # the seed's architecture doc spells it this way
+        phone = user_value(user_config, field, tool="sms", pattern=E164, hint="must be an E.164 number: + then 7 to 15 digits")
+        env = {"TELNYX_API_KEY": api_key, "TELNYX_PHONE_NUMBER": phone}
+        profile = user_value(user_config, "telnyxMessagingProfileId", tool="sms", required=False)
+        if profile:
+            env["TELNYX_MESSAGING_PROFILE_ID"] = profile
+        return env
+
+
+plugin = TelnyxPlugin()

@@ -1,0 +1,285 @@
+"""Instance infra lifecycle: create (with the always-on tools), destroy, status batch, redeploy.
+
+Writes go to the `services` alias. The order of side effects is chosen so that a failure at any
+step can be undone: tool resources first (their variables must be in place before the instance
+boots), then the infra, then the rows; a failure undoes everything created so far.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from convos.concurrency import map_concurrently
+from services_app import instance_secrets, runtime_client
+from services_app.models import InstanceInfra, InstanceService, ResourceStatus
+from services_app.plugins import all_plugins
+from services_app.plugins.base import ProvisionedResource
+from services_app.providers import get_provider
+from services_app.providers.base import DEPLOYING, FAILED, SLEEPING, SUCCESS, InfraRef, ProviderError
+from services_app.services.errors import ServicesError, provider_failed, provider_ok
+from services_app.services.teardown import destroy_resources, undo_resources
+
+logger = logging.getLogger(__name__)
+DB = "services"
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def infra_ref(infra: InstanceInfra) -> InfraRef:
+    return InfraRef(
+        instance_id=infra.instance_id,
+        url=infra.url,
+        railway_project_id=infra.railway_project_id,
+        railway_service_id=infra.railway_service_id,
+        railway_environment_id=infra.railway_environment_id,
+        image_tag=infra.image_tag,
+        provider_state=dict(infra.provider_state or {}),
+    )
+
+
+def save_ref(infra: InstanceInfra, ref: InfraRef) -> None:
+    infra.url = ref.url
+    infra.provider_state = ref.provider_state
+    infra.save(using=DB, update_fields=["url", "provider_state", "updated_at"])
+
+
+def live_infra(instance_id: str) -> InstanceInfra:
+    infra = InstanceInfra.objects.using(DB).filter(instance_id=instance_id, torn_down_at=None).first()
+    if infra is None:
+        raise ServicesError(f"Unknown instance {instance_id}", code="not_found", status_code=404)
+    return infra
+
+
+def gateway_token(infra: InstanceInfra) -> str:
+    return instance_secrets.gateway_token(instance_id=infra.instance_id, nonce=infra.secret_nonce)
+
+
+def _runtime_variables(*, instance_id: str, gateway_token: str, services_token: str) -> dict[str, str]:
+    variables = {
+        "INSTANCE_ID": instance_id,
+        "GATEWAY_TOKEN": gateway_token,
+        "OPENCLAW_GATEWAY_TOKEN": gateway_token,
+        "INSTANCE_SERVICES_TOKEN": services_token,
+        "XMTP_ENV": settings.XMTP_ENV,
+        "POOL_URL": settings.POOL_URL,
+        "SERVICES_URL": settings.SERVICES_PUBLIC_URL,
+    }
+    if settings.OPENCLAW_PRIMARY_MODEL:
+        variables["OPENCLAW_PRIMARY_MODEL"] = settings.OPENCLAW_PRIMARY_MODEL
+    return {k: v for k, v in variables.items() if v}
+
+
+def _provision_always_on(instance_id: str) -> list[tuple[str, ProvisionedResource]]:
+    """Create the always-on tools that are enabled (OpenRouter key, wallet); undo on failure."""
+    created: list[tuple[str, ProvisionedResource]] = []
+    for plugin in all_plugins():
+        if not plugin.always or not plugin.enabled()[0]:
+            continue
+        try:
+            created.append((plugin.tool_id, plugin.create(instance_id=instance_id)))
+            provider_ok(plugin.tool_id)
+        except ProviderError as exc:
+            message = provider_failed(plugin.tool_id, exc.message)
+            undo_resources(created, instance_id=instance_id)
+            raise ServicesError(f"Could not provision {plugin.name}: {message}", code="create_failed") from exc
+    return created
+
+
+# --- infra lifecycle ----------------------------------------------------------------------------------
+def instance_create(*, instance_id: str) -> dict[str, str]:
+    """Create the instance: always-on tools, then the infra with every variable in place before it
+    boots, then the rows. Any failure undoes what was created; the error names the failed step."""
+    if InstanceInfra.objects.using(DB).filter(instance_id=instance_id).exists():
+        raise ServicesError(f"Instance {instance_id} already exists", code="exists", status_code=409)
+    provider = get_provider()
+    nonce = instance_secrets.new_nonce()
+    services_token = instance_secrets.new_services_token()
+    tools = _provision_always_on(instance_id)
+    variables = _runtime_variables(
+        instance_id=instance_id,
+        gateway_token=instance_secrets.gateway_token(instance_id=instance_id, nonce=nonce),
+        services_token=services_token,
+    )
+    for _, resource in tools:
+        variables.update(resource.env_vars)
+    try:
+        ref = provider.create(instance_id=instance_id, variables=variables)
+        provider_ok(provider.name)
+    except ProviderError as exc:
+        message = provider_failed(provider.name, exc.message)
+        logger.warning("create of %s failed at %s: %s", instance_id, provider.name, message)
+        undo_resources(tools, instance_id=instance_id)
+        raise ServicesError(f"Could not create instance: {message}", code="create_failed") from exc
+    try:
+        with transaction.atomic(using=DB):
+            infra = InstanceInfra.objects.using(DB).create(
+                instance_id=instance_id,
+                provider=provider.name,
+                url=ref.url,
+                railway_project_id=ref.railway_project_id,
+                railway_service_id=ref.railway_service_id,
+                railway_environment_id=ref.railway_environment_id,
+                image_tag=ref.image_tag,
+                provider_state=ref.provider_state,
+                secret_nonce=nonce,
+                instance_services_token_hash=instance_secrets.token_hash(services_token),
+            )
+            InstanceService.objects.using(DB).bulk_create(
+                InstanceService(instance=infra, tool_id=tool_id, resource_id=r.resource_id, config=r.config) for tool_id, r in tools
+            )
+    except Exception:
+        # Without its rows the instance would be an orphan nobody tears down: undo it now.
+        logger.exception("recording %s failed; destroying what was created", instance_id)
+        try:
+            provider.destroy(ref)
+        finally:
+            undo_resources(tools, instance_id=instance_id)
+        raise
+    return {"instanceId": instance_id, "url": ref.url}
+
+
+def instance_destroy(*, instance_id: str) -> dict[str, Any]:
+    """Tear down in the seed's order: tool resources (OpenRouter, AgentMail, Telnyx, Bankr), then
+    the infra. One failing step does not stop the others. Resources that could not be destroyed
+    stay recorded (`destroy_failed`) with the infra row, and `teardown_retry` finishes them; the
+    instance is forgotten only when nothing of it remains. Unknown instances are already gone."""
+    infra = InstanceInfra.objects.using(DB).filter(instance_id=instance_id).first()
+    if infra is None:
+        return {"ok": True, "pendingResources": 0}
+    failed = destroy_resources(infra)
+    if infra.torn_down_at is None:
+        provider = get_provider(infra.provider)
+        try:
+            provider.destroy(infra_ref(infra))
+            provider_ok(provider.name)
+        except ProviderError as exc:
+            infra.last_error = provider_failed(provider.name, exc.message)
+            infra.save(using=DB, update_fields=["last_error", "updated_at"])
+            raise ServicesError(f"Could not destroy instance {instance_id}: {infra.last_error}", code="destroy_failed") from exc
+    if failed:
+        infra.torn_down_at = infra.torn_down_at or timezone.now()
+        infra.last_error = f"{len(failed)} resource(s) not destroyed yet: {', '.join(failed)}"
+        infra.save(using=DB, update_fields=["torn_down_at", "last_error", "updated_at"])
+        return {"ok": True, "pendingResources": len(failed)}
+    with transaction.atomic(using=DB):
+        InstanceService.objects.using(DB).filter(instance=infra).delete()
+        infra.delete(using=DB)
+    return {"ok": True, "pendingResources": 0}
+
+
+def teardown_retry() -> dict[str, int]:
+    """Retry the resources of torn-down instances whose destroy failed (a tick step)."""
+    pending = list(InstanceInfra.objects.using(DB).exclude(torn_down_at=None))
+    finished = 0
+    for infra in pending:
+        try:
+            if instance_destroy(instance_id=infra.instance_id)["pendingResources"] == 0:
+                finished += 1
+        except ServicesError as exc:
+            logger.warning("teardown retry of %s failed: %s", infra.instance_id, exc.message)
+    return {"pending": len(pending), "finished": finished}
+
+
+def instance_redeploy(*, instance_id: str) -> dict[str, bool]:
+    infra = live_infra(instance_id)
+    provider = get_provider(infra.provider)
+    try:
+        save_ref(infra, provider.redeploy(infra_ref(infra)))
+    except ProviderError as exc:
+        raise ServicesError(f"Could not redeploy {instance_id}: {provider_failed(provider.name, exc.message)}", code="redeploy_failed") from exc
+    return {"ok": True}
+
+
+def _coarse_status(deploy_status: str | None, healthy: bool) -> str:
+    if deploy_status in SLEEPING:
+        return "sleeping"
+    if deploy_status in FAILED:
+        return "deploy_failed"
+    if deploy_status in DEPLOYING:
+        return "deploying"
+    if deploy_status == SUCCESS and healthy:
+        return "healthy"
+    return "unreachable"
+
+
+def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Deploy status and health of every given instance, in O(1) provider calls per provider.
+
+    Each value is `{"status", "deployStatus", "healthy", "url"}`; `status` is the seed's coarse
+    value (deploying, deploy_failed, healthy, unreachable) plus `sleeping`, and `not_found` for an
+    id services has no live record of. Health checks run concurrently (HEALTH_CHECK_CONCURRENCY)
+    and never wait on one slow instance longer than HEALTH_CHECK_TIMEOUT_S.
+    """
+    infras = list(InstanceInfra.objects.using(DB).filter(instance_id__in=instance_ids, torn_down_at=None))
+    by_provider: dict[str, list[InstanceInfra]] = {}
+    for infra in infras:
+        by_provider.setdefault(infra.provider, []).append(infra)
+    deploy: dict[str, Any] = {}
+    for provider_name, group in by_provider.items():
+        try:
+            deploy.update(get_provider(provider_name).deploy_states([infra_ref(i) for i in group]))
+            provider_ok(provider_name)
+        except ProviderError as exc:
+            raise ServicesError(f"Status of {provider_name} instances failed: {provider_failed(provider_name, exc.message)}",
+                                code="status_failed") from exc
+
+    # Only a running deployment can be healthy; sleeping or failed ones are not pinged.
+    to_check = [i for i in infras if deploy.get(i.instance_id) and deploy[i.instance_id].deploy_status == SUCCESS]
+    results = map_concurrently(
+        lambda infra: runtime_client.health(deploy[infra.instance_id].url or infra.url, timeout=settings.HEALTH_CHECK_TIMEOUT_S),
+        to_check,
+        max_workers=settings.HEALTH_CHECK_CONCURRENCY,
+    )
+    healthy = {infra.instance_id: ok for infra, ok in zip(to_check, results)}
+
+    statuses: dict[str, dict[str, Any]] = {}
+    for instance_id in instance_ids:
+        state = deploy.get(instance_id)
+        if state is None:
+            statuses[instance_id] = {"status": "not_found", "deployStatus": None, "healthy": False, "url": ""}
+            continue
+        ok = healthy.get(instance_id, False)
+        statuses[instance_id] = {
+            "status": _coarse_status(state.deploy_status, ok),
+            "deployStatus": state.deploy_status,
+            "healthy": ok,
+            "url": state.url,
+        }
+    return statuses
+
+
+# --- local development fleet ----------------------------------------------------------------------------
+def local_fleet_stop() -> list[str]:
+    """Stop every local instance's process, keeping its data so `local_fleet_start` resumes it."""
+    stopped: list[str] = []
+    provider = get_provider("local")
+    for infra in InstanceInfra.objects.using(DB).filter(provider="local", torn_down_at=None):
+        save_ref(infra, provider.stop(infra_ref(infra)))  # type: ignore[attr-defined]
+        stopped.append(infra.instance_id)
+    return stopped
+
+
+def local_fleet_start() -> list[str]:
+    """Start every stopped or exited local instance again on its own data."""
+    started: list[str] = []
+    provider = get_provider("local")
+    for infra in InstanceInfra.objects.using(DB).filter(provider="local", torn_down_at=None):
+        ref = infra_ref(infra)
+        try:
+            new_ref = provider.start(ref)  # type: ignore[attr-defined]
+        except ProviderError as exc:
+            logger.warning("local instance %s could not start: %s", infra.instance_id, exc.message)
+            continue
+        if new_ref is not ref:
+            save_ref(infra, new_ref)
+            started.append(infra.instance_id)
+    return started
+
+
+__all__ = [
+    "ResourceStatus", "instance_create", "instance_destroy", "instance_redeploy", "status_batch", "teardown_retry",
+    "local_fleet_start", "local_fleet_stop", "live_infra", "gateway_token", "infra_ref", "save_ref",
+]

@@ -1,0 +1,74 @@
+"""Calls into a running instance's pool-mode server (configure = its /pool/provision)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from convos.redaction import redact
+from services_app import runtime_client
+from services_app.services.errors import ServicesError
+from services_app.services.infra import gateway_token, live_infra
+
+
+def _runtime_error(instance_id: str, exc: runtime_client.RuntimeCallError) -> ServicesError:
+    if exc.status_code == 409:
+        return ServicesError(f"Instance {instance_id} is already bound to a conversation", code="already_bound", status_code=409)
+    return ServicesError(f"Instance {instance_id}: {redact(exc.message)}", code="runtime_failed")
+
+
+def instance_configure(
+    *,
+    instance_id: str,
+    agent_name: str,
+    instructions: str,
+    join_url: str | None = None,
+    model: str | None = None,
+    profile_image: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Push name, instructions (and model) to the running instance and bind it to a conversation;
+    returns `{ok, conversationId, inviteUrl, joined, status}` from the instance's answer.
+
+    The model travels in the provision metadata: changing the instance's variables would restart
+    it, which a claim must not wait for."""
+    infra = live_infra(instance_id)
+    body: dict[str, Any] = {"agentName": agent_name, "instructions": instructions}
+    if join_url:
+        body["joinUrl"] = join_url
+    if profile_image:
+        body["profileImage"] = profile_image
+    meta = dict(metadata or {})
+    if model:
+        meta["model"] = model
+    if meta:
+        body["metadata"] = meta
+    try:
+        answer = runtime_client.provision(infra.url, token=gateway_token(infra), body=body, timeout=settings.PROVISION_TIMEOUT_S)
+    except runtime_client.RuntimeCallError as exc:
+        raise _runtime_error(instance_id, exc) from exc
+    return {
+        "ok": True,
+        "conversationId": answer.get("conversationId"),
+        "inviteUrl": answer.get("inviteUrl"),
+        "joined": bool(answer.get("joined")),
+        "status": answer.get("status") or "created",
+    }
+
+
+def instance_convos_status(*, instance_id: str) -> dict[str, Any]:
+    infra = live_infra(instance_id)
+    try:
+        return runtime_client.convos_status(infra.url, token=gateway_token(infra), timeout=settings.HEALTH_CHECK_TIMEOUT_S * 2)
+    except runtime_client.RuntimeCallError as exc:
+        raise _runtime_error(instance_id, exc) from exc
+
+
+def instance_reset(*, instance_id: str) -> dict[str, Any]:
+    """Factory-reset the instance's conversation state; returns its /convos/status afterwards."""
+    infra = live_infra(instance_id)
+    try:
+        answer = runtime_client.convos_reset(infra.url, token=gateway_token(infra), timeout=settings.PROVISION_TIMEOUT_S)
+    except runtime_client.RuntimeCallError as exc:
+        raise _runtime_error(instance_id, exc) from exc
+    return answer.get("status") or {}
