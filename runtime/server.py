@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from runtime import __version__
 from runtime.config import Config
 from runtime.state import AlreadyBoundError, RuntimeState, SimulatedProvisionFailure
-from runtime.validation import ValidationError, validate_provision
+from runtime.validation import ValidationError, validate_credentials, validate_provision
 
 logger = logging.getLogger(__name__)
 
@@ -322,6 +322,17 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             raise HttpError(500, "provision failed") from None
         self._send_json(200, result.to_json())
 
+    def handle_credentials(self) -> None:
+        """Tool credentials for this claim (an extension of the reference protocol: the pool
+        delivers claim-time tools here instead of restarting the instance with new variables)."""
+        self._require_token()
+        body = self._read_json_body(optional=False)
+        try:
+            values, remove = validate_credentials(body)
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from None
+        self._send_json(200, {"ok": True, "names": self.server.state.set_credentials(values, remove)})
+
     def handle_status(self) -> None:
         self._require_token()
         self._send_json(200, self.server.state.status())
@@ -339,6 +350,7 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
 
 ROUTES: dict[str, dict[str, Handler]] = {
     "/pool/health": {"GET": RuntimeRequestHandler.handle_health},
+    "/pool/credentials": {"POST": RuntimeRequestHandler.handle_credentials},
     "/pool/provision": {"POST": RuntimeRequestHandler.handle_provision},
     "/convos/status": {"GET": RuntimeRequestHandler.handle_status},
     "/convos/reset": {"POST": RuntimeRequestHandler.handle_reset},

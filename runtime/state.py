@@ -233,6 +233,26 @@ class RuntimeState:
         }
         return binding, ProvisionResult(invite_url, conversation_id, joined, status)
 
+    def set_credentials(self, values: dict[str, str], remove: list[str]) -> list[str]:
+        """Store (or drop) tool credentials given to this instance at claim time, e.g. an inbox's
+        key. They live under credentials/ (mode 0600, written atomically), so a reset wipes them
+        and `clean` reports them. Returns the names held now, never the values."""
+        with self.lock:
+            path = self.credentials_dir / "env.json"
+            current = read_json(path) if path.exists() else {}
+            if not isinstance(current, dict):
+                current = {}
+            current.update(values)
+            for name in remove:
+                current.pop(name, None)
+            self.credentials_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if current:
+                atomic_write_json(path, current)
+            else:
+                path.unlink(missing_ok=True)
+            logger.info("credentials now held: %s", ", ".join(sorted(current)) or "none")
+            return sorted(current)
+
     def reset(self) -> dict[str, Any]:
         """Factory reset: forget the conversation, credentials and custom
         instructions. The inbox id stays: it is the instance's own identity,

@@ -9,6 +9,7 @@ invite URL is a capability that lets anyone join the conversation.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -113,3 +114,28 @@ def validate_provision(body: Any) -> ProvisionRequest:
         profile_image=profile_image,
         metadata=dict(metadata),
     )
+
+
+_VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+MAX_CREDENTIAL_CHARS = 8192
+
+
+def validate_credentials(body: Any) -> tuple[dict[str, str], list[str]]:
+    """`{"set"?: {NAME: str}, "remove"?: [NAME]}` for POST /pool/credentials."""
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object")
+    values = body.get("set") or {}
+    remove = body.get("remove") or []
+    if not isinstance(values, dict):
+        raise ValidationError("set", "must be an object of NAME: value")
+    if not isinstance(remove, list):
+        raise ValidationError("remove", "must be a list of names")
+    for name, value in values.items():
+        if not _VARIABLE_NAME.match(name):
+            raise ValidationError(f"set.{name}", "is not a variable name (A-Z, 0-9, _)")
+        if not isinstance(value, str) or len(value) > MAX_CREDENTIAL_CHARS:
+            raise ValidationError(f"set.{name}", f"must be a string of at most {MAX_CREDENTIAL_CHARS} characters")
+    for name in remove:
+        if not isinstance(name, str) or not _VARIABLE_NAME.match(name):
+            raise ValidationError("remove", "entries must be variable names")
+    return dict(values), list(remove)

@@ -67,6 +67,16 @@ class ProvisionToolApi(_ServicesApi):
         return Response(services.tool_provision(instance_id=instance_id, tool_id=tool_id, user_config=data.validated_data.get("userConfig")))
 
 
+class CheckUserConfigApi(_ServicesApi):
+    class InputSerializer(serializers.Serializer):
+        userConfig = serializers.DictField()
+
+    def post(self, request: Request, tool_id: str) -> Response:
+        data = self.InputSerializer(data=_body(request))
+        data.is_valid(raise_exception=True)
+        return Response(services.user_config_check(tool_id=tool_id, user_config=data.validated_data["userConfig"]))
+
+
 class DestroyToolApi(_ServicesApi):
     def delete(self, request: Request, instance_id: str, tool_id: str, resource_id: str) -> Response:
         return Response(services.tool_destroy(instance_id=instance_id, tool_id=tool_id, resource_id=resource_id))

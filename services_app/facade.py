@@ -17,7 +17,7 @@ from services_app.services.errors import ServicesError
 
 __all__ = [
     "ServicesError", "create_instance", "destroy", "status_batch", "configure", "convos_status", "reset",
-    "redeploy", "registry", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
+    "redeploy", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
 ]
 
 
@@ -100,6 +100,13 @@ def destroy_tool(instance_id: str, tool_id: str, resource_id: str) -> dict[str, 
     if _remote():
         return http_client.call("DELETE", f"destroy/{_q(instance_id)}/{_q(tool_id)}/{_q(resource_id)}")
     return _local().tool_destroy(instance_id=instance_id, tool_id=tool_id, resource_id=resource_id)
+
+
+def check_user_config(tool_id: str, user_config: dict[str, Any]) -> dict[str, Any]:
+    """POST /check-user-config/:toolId {userConfig} -> {ok, toolId, variables}; 400 names the bad field"""
+    if _remote():
+        return http_client.call("POST", f"check-user-config/{_q(tool_id)}", {"userConfig": user_config})
+    return _local().user_config_check(tool_id=tool_id, user_config=user_config)
 
 
 def registry() -> list[dict[str, Any]]:

@@ -76,3 +76,11 @@ def convos_status(base_url: str, *, token: str, timeout: float) -> dict[str, Any
 
 def convos_reset(base_url: str, *, token: str, timeout: float) -> dict[str, Any]:
     return _call("POST", f"{base_url}/convos/reset", token=token, timeout=timeout, json_body={})
+
+
+def set_credentials(base_url: str, *, token: str, values: dict[str, str] | None = None, remove: list[str] | None = None,
+                    timeout: float) -> list[str]:
+    """Give the running instance claim-time tool credentials (or take them back); returns the names it holds."""
+    answer = _call("POST", f"{base_url}/pool/credentials", token=token, timeout=timeout,
+                   json_body={"set": values or {}, "remove": remove or []})
+    return list(answer.get("names") or [])

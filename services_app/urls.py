@@ -13,6 +13,7 @@ urlpatterns = [
     path("reset/<str:instance_id>", apis.ResetApi.as_view()),
     path("convos-status/<str:instance_id>", apis.ConvosStatusApi.as_view()),
     path("registry", apis.RegistryApi.as_view()),
+    path("check-user-config/<str:tool_id>", apis.CheckUserConfigApi.as_view()),
     path("teardown/retry", apis.TeardownRetryApi.as_view()),
     path("providers", apis.ProviderStatusApi.as_view()),
 ]

@@ -47,6 +47,7 @@ class _FakeInstance:
     inbox_id: str = field(default_factory=lambda: secrets.token_hex(32))
     binding: dict[str, Any] | None = None
     instructions: str | None = None  # custom instructions written by the last provision
+    credentials: dict[str, str] = field(default_factory=dict)  # claim-time tool credentials
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -58,7 +59,7 @@ class _FakeInstance:
             "conversationId": self.binding["conversationId"] if self.binding else None,
             "inboxId": self.inbox_id,
             "pending": False,
-            "clean": self.binding is None and self.instructions is None,
+            "clean": self.binding is None and self.instructions is None and not self.credentials,
         }
 
 
@@ -146,9 +147,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not found"})
         elif route == "/pool/provision":
             self._provision(instance, body)
+        elif route == "/pool/credentials":
+            with instance.lock:
+                instance.credentials.update((body or {}).get("set") or {})
+                for name in (body or {}).get("remove") or []:
+                    instance.credentials.pop(name, None)
+                self._send(200, {"ok": True, "names": sorted(instance.credentials)})
         elif route == "/convos/reset":
             with instance.lock:
                 instance.binding, instance.instructions = None, None
+                instance.credentials.clear()
                 self._send(200, {"ok": True, "reset": True, "status": instance.status()})
         else:
             self._send(404, {"error": "not found"})

@@ -13,10 +13,10 @@ from services_app.services.infra import (
     teardown_retry,
 )
 from services_app.services.runtime_calls import instance_configure, instance_convos_status, instance_reset
-from services_app.services.tools import registry, tool_destroy, tool_provision
+from services_app.services.tools import registry, tool_destroy, tool_provision, user_config_check
 
 __all__ = [
     "ServicesError", "provider_statuses", "instance_create", "instance_destroy", "instance_redeploy", "local_fleet_start",
     "local_fleet_stop", "status_batch", "teardown_retry", "instance_configure", "instance_convos_status", "instance_reset",
-    "registry", "tool_destroy", "tool_provision",
+    "registry", "tool_destroy", "tool_provision", "user_config_check",
 ]

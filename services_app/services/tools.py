@@ -4,19 +4,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+
+from convos.redaction import redact
+from services_app import runtime_client
 
 from services_app.models import InstanceService, ResourceStatus
 from services_app.plugins import get_plugin, registry as plugin_registry
 from services_app.plugins.base import POOL, USER
-from services_app.providers import get_provider
 from services_app.providers.base import ProviderError
 from services_app.services.errors import ServicesError, provider_failed, provider_ok
-from services_app.services.infra import infra_ref, live_infra, save_ref
+from services_app.services.infra import gateway_token, live_infra
 from services_app.services.teardown import destroy_resource, undo_resources
 
 logger = logging.getLogger(__name__)
 DB = "services"
+ENV_NAMES = "env_names"  # config key: the names of the variables the instance was given
 
 
 def registry() -> list[dict[str, Any]]:
@@ -29,6 +33,19 @@ def _plugin(tool_id: str):
         return get_plugin(tool_id)
     except ProviderError as exc:
         raise ServicesError(exc.message, code="unknown_tool", status_code=404) from exc
+
+
+def user_config_check(*, tool_id: str, user_config: dict[str, Any]) -> dict[str, Any]:
+    """Check the shape of a user's credentials for a "user" tool without using them (a claim does
+    this before it takes an instance). Errors name the missing or bad field, never its value."""
+    plugin = _plugin(tool_id)
+    if USER not in plugin.provisioning:
+        raise ServicesError(f"Tool {tool_id} cannot use the user's own credentials", code="bad_mode", status_code=400)
+    try:
+        names = sorted(plugin.user_env_vars(user_config))
+    except ProviderError as exc:
+        raise ServicesError(exc.message, code="invalid_user_config", status_code=400) from exc
+    return {"ok": True, "toolId": tool_id, "variables": names}
 
 
 def tool_provision(*, instance_id: str, tool_id: str, user_config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -61,18 +78,25 @@ def tool_provision(*, instance_id: str, tool_id: str, user_config: dict[str, Any
             raise ServicesError(exc.message, code="invalid_user_config", status_code=400) from exc
         raise ServicesError(f"Could not provision {tool_id}: {provider_failed(tool_id, exc.message)}", code="provision_failed") from exc
 
-    provider = get_provider(infra.provider)
+    # The variables' names (never their values) are kept so the tool can be taken back later.
+    config = {**config, ENV_NAMES: sorted(env_vars)}
     try:
         with transaction.atomic(using=DB):
             row = InstanceService.objects.using(DB).create(instance=infra, tool_id=tool_id, resource_id=resource_id, config=config, status=status)
-        save_ref(infra, provider.set_variables(infra_ref(infra), env_vars))
+        # Delivered to the running instance, not as new infra variables: those would restart it
+        # (a Railway redeploy takes minutes), which a claim cannot wait for. A reset wipes them.
+        runtime_client.set_credentials(infra.url, token=gateway_token(infra), values=env_vars, timeout=settings.PROVISION_TIMEOUT_S)
     except Exception as exc:
         # The instance could not be given the tool: take it back so nothing is held for nothing.
         InstanceService.objects.using(DB).filter(instance=infra, tool_id=tool_id, resource_id=resource_id).delete()
         undo_resources(created, instance_id=instance_id)
-        message = provider_failed(provider.name, exc.message) if isinstance(exc, ProviderError) else exc.__class__.__name__
+        message = redact(getattr(exc, "message", "") or exc.__class__.__name__)
         raise ServicesError(f"Could not give {tool_id} to instance {instance_id}: {message}", code="provision_failed") from exc
-    return {"resourceId": row.resource_id, "config": row.config, "toolId": tool_id, "status": row.status}
+    return {"resourceId": row.resource_id, "config": _public(row.config), "toolId": tool_id, "status": row.status}
+
+
+def _public(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != ENV_NAMES}
 
 
 def tool_destroy(*, instance_id: str, tool_id: str, resource_id: str) -> dict[str, bool]:
@@ -82,4 +106,11 @@ def tool_destroy(*, instance_id: str, tool_id: str, resource_id: str) -> dict[st
         raise ServicesError(f"No {tool_id} resource {resource_id} for instance {instance_id}", code="not_found", status_code=404)
     if not destroy_resource(row):
         raise ServicesError(f"Could not destroy {tool_id} resource: {row.last_error}", code="destroy_failed")
+    names = (row.config or {}).get(ENV_NAMES) or []
+    if names and row.instance.torn_down_at is None:
+        try:  # best effort: a reset after a failed claim wipes them anyway
+            infra = row.instance
+            runtime_client.set_credentials(infra.url, token=gateway_token(infra), remove=names, timeout=settings.HEALTH_CHECK_TIMEOUT_S * 2)
+        except runtime_client.RuntimeCallError as exc:
+            logger.warning("could not take %s credentials back from %s: %s", tool_id, instance_id, exc.message)
     return {"ok": True}

@@ -601,3 +601,24 @@ def test_it_lets_exactly_one_of_ten_concurrent_provisions_win(runtime: Runtime) 
     binding = json.loads((runtime.data_dir / "convos" / "binding.json").read_text())
     assert runtime.status()["conversationId"] == binding["conversationId"]
     assert _identity_md(runtime).count("## Custom Instructions") == 1
+
+
+# --- claim-time credentials (POST /pool/credentials) ------------------------------------------------
+def test_it_keeps_claim_credentials_until_a_reset(runtime: Runtime) -> None:
+    path = "/pool/credentials"
+    assert runtime.post(path, auth=False, json={"set": {"AGENTMAIL_API_KEY": "am-secret"}}).status_code == 401
+    answer = runtime.post(path, json={"set": {"AGENTMAIL_API_KEY": "am-secret", "AGENTMAIL_INBOX_ID": "i1"}})
+    assert answer.status_code == 200
+    assert answer.json() == {"ok": True, "names": ["AGENTMAIL_API_KEY", "AGENTMAIL_INBOX_ID"]}
+    assert "am-secret" not in answer.text
+    stored = runtime.data_dir / "credentials" / "env.json"
+    assert stored.stat().st_mode & 0o077 == 0  # only the runtime's user can read it
+    assert runtime.get("/convos/status").json()["clean"] is False
+    assert runtime.post(path, json={"remove": ["AGENTMAIL_INBOX_ID"]}).json()["names"] == ["AGENTMAIL_API_KEY"]
+    bad = runtime.post(path, json={"set": {"lower": "x"}})
+    assert bad.status_code == 400 and "set.lower" in bad.json()["error"]
+    runtime.post("/convos/reset", json={})
+    assert not stored.exists()
+    assert runtime.get("/convos/status").json()["clean"] is True
+    runtime.stop()
+    assert "am-secret" not in runtime.log()
