@@ -156,7 +156,10 @@ class InstanceDestroyApi(APIView):
     permission_classes = [IsOperator]
 
     def delete(self, request: Request, instance_id: str) -> Response:
-        dry_run = request.query_params.get("dryRun", "").lower() in ("1", "true", "yes")
+        value = request.query_params.get("dryRun", "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise serializers.ValidationError({"dryRun": "Must be true or false"})  # a typo must never destroy
+        dry_run = value in ("true", "1")
         return Response(instance_destroy_one(instance_id=instance_id, dry_run=dry_run, actor=Actor.API).as_dict())
 
 

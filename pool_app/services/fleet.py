@@ -48,17 +48,23 @@ def instances_create(*, count: int, actor: str, concurrency: int) -> list[str]:
 def instance_destroy(*, instance_id: str, actor: str, reason: str) -> bool:
     """Tear the instance down through services, then mark it deleted (the row stays as a record).
 
-    Services goes first: if it fails the instance keeps its status and a later tick retries, so a
-    row is never marked deleted while something of it may still run.
+    An idle instance is first moved to `dead` with a conditional update, so a claim racing with
+    the destroy can never take it. Services goes next: if it fails the instance keeps its status
+    and a later tick retries, so a row is never marked deleted while something of it may run.
     """
     instance = Instance.objects.using(DB).filter(pk=instance_id).first()
-    if instance is None or instance.status == InstanceStatus.DELETED:
+    if instance is None or instance.status in (InstanceStatus.DELETED, InstanceStatus.CLAIMING):
         return False
+    status = instance.status
+    if status == InstanceStatus.IDLE:
+        if not transition(instance_id, from_status=status, to_status=InstanceStatus.DEAD, actor=actor, reason=f"{reason} (taken out of idle)"):
+            return False  # claimed meanwhile: not ours to destroy any more
+        status = InstanceStatus.DEAD
     try:
         services.destroy(instance_id)
     except services.ServicesError as exc:
         Instance.objects.using(DB).filter(pk=instance_id).update(last_error=exc.message)
         logger.warning("destroying %s failed: %s", instance_id, exc.message)
         return False
-    return transition(instance_id, from_status=instance.status, to_status=InstanceStatus.DELETED, actor=actor,
+    return transition(instance_id, from_status=status, to_status=InstanceStatus.DELETED, actor=actor,
                       reason=reason, deleted_at=timezone.now())

@@ -17,7 +17,7 @@ from convos.errors import Conflict, NotFound, UpstreamFailed
 from pool_app.config import pool_config
 from pool_app.models import Instance, InstanceStatus
 from pool_app.services.fleet import instance_destroy, instances_create
-from pool_app.transitions import transition
+from pool_app.transitions import record_event, transition
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
@@ -98,10 +98,12 @@ def instance_destroy_one(*, instance_id: str, actor: str, dry_run: bool = False)
 
 def _redeploy(instance: Instance, *, actor: str) -> str | None:
     """Redeploy one instance; an idle one goes back to `starting` so it is not claimed mid-restart."""
-    if instance.status == InstanceStatus.IDLE and not transition(
-        instance.pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.STARTING, actor=actor, reason="redeploy requested"
-    ):
-        return "no longer idle"
+    if instance.status == InstanceStatus.IDLE:
+        if not transition(instance.pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.STARTING, actor=actor,
+                          reason="redeploy requested"):
+            return "no longer idle"
+    else:  # no status change, but the log still says who restarted it and when
+        record_event(instance_id=instance.pk, from_status=instance.status, to_status=instance.status, reason="redeploy requested", actor=actor)
     try:
         services.redeploy(instance.pk)
     except services.ServicesError as exc:
