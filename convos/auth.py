@@ -1,6 +1,8 @@
 """Bearer-key authentication for the REST API.
 
-`POOL_API_KEY` is the operator key with every right. Later, API clients get their own keys.
+`POOL_API_KEY` is the operator key with every right. API clients (created in admin or with
+`manage.py create_api_client`) have their own keys, stored only as hashes; what they make (claims,
+templates) records their owner id, and they see only their own instances and private templates.
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import hmac
 from dataclasses import dataclass
 
 from django.conf import settings
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, throttling
 
 
 @dataclass(frozen=True)
@@ -18,13 +20,18 @@ class ApiPrincipal:
     name: str
     owner_id: str | None = None
     is_operator: bool = False
+    client_id: int | None = None
+    rate_limit_per_minute: int | None = None
 
     @property
     def is_authenticated(self) -> bool:
         return True
 
+    def can_see_owner(self, owner_id: str) -> bool:
+        return self.is_operator or (bool(owner_id) and owner_id == self.owner_id)
 
-OPERATOR = ApiPrincipal(name="operator", owner_id=None, is_operator=True)
+
+OPERATOR = ApiPrincipal(name="operator", owner_id="operator", is_operator=True)
 
 
 def bearer_token(header: str) -> str | None:
@@ -44,8 +51,37 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <key>'")
         if hmac.compare_digest(token.encode(), settings.POOL_API_KEY.encode()):
             return OPERATOR, None
-        raise exceptions.AuthenticationFailed("Invalid API key")
+        from pool_app.services.api_clients import api_client_for_key
+
+        client = api_client_for_key(token)
+        if client is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key")
+        return ApiPrincipal(
+            name=f"client:{client.pk}", owner_id=client.owner_id, client_id=client.pk,
+            rate_limit_per_minute=client.rate_limit_per_minute,
+        ), None
 
     def authenticate_header(self, request) -> str:
         # Having a header makes DRF answer 401 instead of 403 for missing credentials.
         return 'Bearer realm="convos-pool"'
+
+
+class ClientRateThrottle(throttling.SimpleRateThrottle):
+    """Each API client's own requests-per-minute limit (none for the operator or unlimited clients)."""
+
+    scope = "client"
+
+    def get_rate(self) -> str | None:
+        return None  # set per request in allow_request
+
+    def allow_request(self, request, view) -> bool:
+        principal = request.user
+        limit = getattr(principal, "rate_limit_per_minute", None)
+        if not limit:
+            return True
+        self.rate = f"{limit}/m"
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": request.user.client_id}

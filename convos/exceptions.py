@@ -34,7 +34,10 @@ def _flatten(detail: Any, prefix: str = "") -> list[str]:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, DomainError):
-        return Response({"error": exc.message, "code": exc.code}, status=exc.status_code)
+        body = {"error": exc.message, "code": exc.code}
+        if getattr(exc, "field", None):
+            body["fields"] = {exc.field: [exc.message]}
+        return Response(body, status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "Request body is too large"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = exception_handler(exc, context)

@@ -141,6 +141,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "convos.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["convos.auth.ClientRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -177,6 +178,8 @@ LOCAL_RUNTIME_BOOT_SECONDS = env.float("LOCAL_RUNTIME_BOOT_SECONDS", default=2.0
 LOCAL_RUNTIME_PYTHON = env.str("LOCAL_RUNTIME_PYTHON", default="")
 # Extra variables for every local runtime, e.g. "RUNTIME_JOIN_PENDING_SECONDS=30" (comma-separated).
 LOCAL_RUNTIME_ENV = env.dict("LOCAL_RUNTIME_ENV", default={})
+# Fake infra provider (INFRA_PROVIDER=fake, benchmarks and tests only): simulated health-check latency.
+FAKE_HEALTH_LATENCY_MS = env.float("FAKE_HEALTH_LATENCY_MS", default=0.0)
 
 # Railway infra provider (INFRA_PROVIDER=railway): one project per instance.
 RAILWAY_API_URL = env.str("RAILWAY_API_URL", default="https://backboard.railway.com/graphql/v2")
@@ -216,6 +219,15 @@ PROVIDER_TIMEOUT_S = env.float("PROVIDER_TIMEOUT_S", default=20.0)
 SERVICES_URL = env.str("SERVICES_URL", default="")
 # What instances call for self-provisioning (the services API as they reach it).
 SERVICES_PUBLIC_URL = env.str("SERVICES_PUBLIC_URL", default="")
+
+# Cache: API clients' rate limits. Redis when configured (shared by every web process), else memory.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env.str("REDIS_URL")}
+        if env.str("REDIS_URL", default="")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 # --- Celery -------------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

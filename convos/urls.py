@@ -1,12 +1,18 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 
+from convos.converters import IdConverter, ResourceIdConverter
 from convos.health import healthz
+
+# Registered before the apps' url modules are included: they use <id:...> and <resource:...>.
+register_converter(IdConverter, "id")
+register_converter(ResourceIdConverter, "resource")
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/pool/", include("pool_app.urls")),
+    path("api/templates", include("templates_app.urls")),
     path("services/", include("services_app.urls")),
 ]
 

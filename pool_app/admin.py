@@ -25,6 +25,7 @@ from convos.errors import DomainError
 from pool_app.config import OVERRIDABLE, pool_settings_get, pool_settings_update
 from pool_app.models import (
     Actor,
+    ApiClient,
     ClaimRequest,
     Instance,
     InstanceEvent,
@@ -32,6 +33,7 @@ from pool_app.models import (
     PoolSettingsChange,
     PoolState,
 )
+from pool_app.services.api_clients import api_client_create, api_client_revoke
 from pool_app.services.operations import (
     OperationResult,
     instance_destroy_one,
@@ -315,3 +317,50 @@ class ClaimRequestAdmin(_ReadOnlyAdmin):
     date_hierarchy = "created_at"
     fields = ("owner_key", "idempotency_key", "state", "instance_id", "created_at", "response")
     readonly_fields = fields
+
+
+class ApiClientCreateForm(forms.ModelForm):
+    class Meta:
+        model = ApiClient
+        fields = ("name", "owner_id", "rate_limit_per_minute")
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    """Clients are created through api_client_create, which shows the key once (as a message)."""
+
+    list_display = ("name", "owner_id", "key_prefix", "rate_limit_per_minute", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "owner_id", "key_prefix")
+    actions = ["revoke_selected"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiClientCreateForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("name", "owner_id", "key_prefix", "created_at", "last_used_at", "revoked_at")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "owner_id", "rate_limit_per_minute")
+        return ("name", "owner_id", "key_prefix", "rate_limit_per_minute", "created_at", "last_used_at", "revoked_at")
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            ApiClient.objects.using("pool").filter(pk=obj.pk).update(rate_limit_per_minute=obj.rate_limit_per_minute)
+            return
+        created = api_client_create(name=obj.name, owner_id=obj.owner_id, rate_limit_per_minute=obj.rate_limit_per_minute)
+        obj.pk = created.client.pk
+        obj.key_prefix, obj.key_hash, obj.created_at = created.client.key_prefix, created.client.key_hash, created.client.created_at
+        self.message_user(request, f"API key for {obj.name} (shown only now, store it safely): {created.key}", messages.WARNING)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead: the record of who made what stays
+
+    @admin.action(description="Revoke selected clients' keys")
+    def revoke_selected(self, request, queryset) -> None:
+        for client in queryset:
+            api_client_revoke(client_id=client.pk)
+        self.message_user(request, f"Revoked {queryset.count()} client(s)", messages.SUCCESS)

@@ -15,6 +15,8 @@ from pool_app import selectors
 from pool_app.invite_urls import join_url_problem
 from pool_app.models import Actor
 from pool_app.services import instance_claim
+from pool_app.services.claim import claim_spec
+from pool_app.services.templates import instance_clone
 from pool_app.services.idempotency import claim_once
 from pool_app.services.operations import (
     instance_destroy_one,
@@ -56,9 +58,20 @@ def _body(request: Request) -> dict:
 
 class PoolClaimApi(APIView):
     class InputSerializer(serializers.Serializer):
-        agentName = StrictCharField(max_length=MAX_AGENT_NAME, trim_whitespace=True)
-        instructions = StrictCharField(max_length=MAX_INSTRUCTIONS, allow_blank=True, trim_whitespace=False)
+        # Without a template both are required; with one they override the template's.
+        agentName = StrictCharField(max_length=MAX_AGENT_NAME, trim_whitespace=True, required=False)
+        instructions = StrictCharField(max_length=MAX_INSTRUCTIONS, allow_blank=True, trim_whitespace=False, required=False)
         joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
+        templateId = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+        model = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+        userConfig = serializers.DictField(required=False, allow_null=True)
+
+        def validate(self, data: dict) -> dict:
+            if not data.get("templateId"):
+                missing = {name: "This field is required." for name in ("agentName", "instructions") if name not in data}
+                if missing:
+                    raise serializers.ValidationError(missing)
+            return data
 
         def validate_joinUrl(self, value: str | None) -> str | None:
             if value:
@@ -76,14 +89,16 @@ class PoolClaimApi(APIView):
             raise serializers.ValidationError({"Idempotency-Key": f"At most {MAX_IDEMPOTENCY_KEY} characters"})
         provision_ms: list[float] = []
 
+        v = data.validated_data
+        # Template, model and user credentials are checked before any instance is taken.
+        spec = claim_spec(
+            viewer=request.user, template_id=v.get("templateId") or None, agent_name=v.get("agentName"),
+            instructions=v.get("instructions"), model=v.get("model") or None, join_url=v.get("joinUrl"),
+            user_config=v.get("userConfig"), owner_id=request.user.owner_id or "",
+        )
+
         def claim() -> dict:
-            result = instance_claim(
-                agent_name=data.validated_data["agentName"],
-                instructions=data.validated_data["instructions"],
-                join_url=data.validated_data.get("joinUrl"),
-                owner_id=request.user.owner_id or "",
-                actor=Actor.API,
-            )
+            result = instance_claim(spec=spec, actor=Actor.API)
             provision_ms.append(result.provision_ms)
             return result.as_dict()
 
@@ -103,7 +118,8 @@ class PoolClaimApi(APIView):
 
 class PoolStatusApi(APIView):
     def get(self, request: Request) -> Response:
-        status = selectors.pool_status()
+        # A client sees the pool's counts but only its own instances.
+        status = selectors.pool_status(owner_id=None if request.user.is_operator else request.user.owner_id)
         return Response({
             "counts": status["counts"],
             "outage": status["outage"],
@@ -161,6 +177,22 @@ class InstanceDestroyApi(APIView):
             raise serializers.ValidationError({"dryRun": "Must be true or false"})  # a typo must never destroy
         dry_run = value in ("true", "1")
         return Response(instance_destroy_one(instance_id=instance_id, dry_run=dry_run, actor=Actor.API).as_dict())
+
+
+class InstanceCloneApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        userConfig = serializers.DictField(required=False, allow_null=True)
+        joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
+
+        def validate_joinUrl(self, value: str | None) -> str | None:
+            return PoolClaimApi.InputSerializer.validate_joinUrl(self, value)  # type: ignore[arg-type]
+
+    def post(self, request: Request, instance_id: str) -> Response:
+        data = self.InputSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        result = instance_clone(instance_id=instance_id, viewer=request.user, actor=Actor.API,
+                                user_config=data.validated_data.get("userConfig"), join_url=data.validated_data.get("joinUrl") or None)
+        return Response(result.as_dict())
 
 
 class InstanceRedeployApi(APIView):

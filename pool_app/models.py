@@ -51,6 +51,7 @@ class Instance(models.Model):
     deploy_status = models.CharField(max_length=32, blank=True, default="")
     agent_name = models.CharField(max_length=200, blank=True, default="")
     instructions = models.TextField(blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")  # set at claim time (template default or override)
     join_url = models.URLField(max_length=500, blank=True, default="")
     conversation_id = models.CharField(max_length=128, blank=True, default="")
     invite_url = models.URLField(max_length=500, blank=True, default="")
@@ -188,3 +189,27 @@ class ClaimRequest(models.Model):
     class Meta:
         db_table = "claim_requests"
         constraints = [models.UniqueConstraint(fields=["owner_key", "idempotency_key"], name="claim_request_unique_key")]
+
+
+class ApiClient(models.Model):
+    """A client of the REST API: its key is shown once and only its hash is kept."""
+
+    name = models.CharField(max_length=200)
+    owner_id = models.CharField(max_length=200, db_index=True, help_text="Recorded on the claims and templates this client makes")
+    key_prefix = models.CharField(max_length=16, editable=False, help_text="First characters of the key, to recognise it")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_clients"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner_id})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -21,8 +21,10 @@ def pool_counts() -> dict[str, int]:
     return counts
 
 
-def instance_list(*, include_deleted: bool = False) -> list[Instance]:
+def instance_list(*, include_deleted: bool = False, owner_id: str | None = None) -> list[Instance]:
     qs = Instance.objects.using(DB).all()
+    if owner_id is not None:
+        qs = qs.filter(owner_id=owner_id) if owner_id else qs.none()
     if not include_deleted:
         qs = qs.exclude(status=InstanceStatus.DELETED)
     return list(qs.order_by("created_at"))
@@ -32,7 +34,8 @@ def pool_state() -> PoolState:
     return PoolState.objects.using(DB).filter(pk=1).first() or PoolState(pk=1)
 
 
-def pool_status() -> dict[str, Any]:
+def pool_status(*, owner_id: str | None = None) -> dict[str, Any]:
+    """The pool as the operator sees it; with `owner_id`, only that owner's instances are listed."""
     state = pool_state()
     config = pool_config()
     return {
@@ -47,7 +50,7 @@ def pool_status() -> dict[str, Any]:
             "paused": config.paused,
         },
         "providers": provider_errors(),
-        "instances": instance_list(),
+        "instances": instance_list(owner_id=owner_id),
     }
 
 
@@ -57,3 +60,16 @@ def provider_errors() -> list[dict[str, Any]] | dict[str, str]:
         return services.provider_statuses()
     except services.ServicesError as exc:
         return {"error": exc.message}
+
+
+def instance_counts_by_template(template_ids: list[str]) -> dict[str, int]:
+    """Live instances claimed from each template (for the templates admin)."""
+    rows = (
+        Instance.objects.using(DB).filter(template_id__in=template_ids).exclude(status=InstanceStatus.DELETED)
+        .values("template_id").annotate(n=Count("pk"))
+    )
+    return {row["template_id"]: row["n"] for row in rows}
+
+
+def instances_of_template(template_id: str) -> list[Instance]:
+    return list(Instance.objects.using(DB).filter(template_id=template_id).exclude(status=InstanceStatus.DELETED).defer("instructions"))

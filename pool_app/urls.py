@@ -8,7 +8,8 @@ urlpatterns = [
     path("replenish", apis.PoolReplenishApi.as_view(), name="pool-replenish"),
     path("drain", apis.PoolDrainApi.as_view(), name="pool-drain"),
     path("redeploy", apis.PoolRedeployApi.as_view(), name="pool-redeploy"),
-    path("instances/<str:instance_id>", apis.InstanceDestroyApi.as_view(), name="instance-destroy"),
-    path("instances/<str:instance_id>/redeploy", apis.InstanceRedeployApi.as_view(), name="instance-redeploy"),
-    path("instances/<str:instance_id>/recheck", apis.InstanceRecheckApi.as_view(), name="instance-recheck"),
+    path("instances/<id:instance_id>", apis.InstanceDestroyApi.as_view(), name="instance-destroy"),
+    path("instances/<id:instance_id>/redeploy", apis.InstanceRedeployApi.as_view(), name="instance-redeploy"),
+    path("instances/<id:instance_id>/recheck", apis.InstanceRecheckApi.as_view(), name="instance-recheck"),
+    path("instances/<id:instance_id>/clone", apis.InstanceCloneApi.as_view(), name="instance-clone"),
 ]

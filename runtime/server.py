@@ -322,6 +322,19 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             raise HttpError(500, "provision failed") from None
         self._send_json(200, result.to_json())
 
+    def handle_update(self) -> None:
+        """New name and instructions for an instance that may already be bound (template sync;
+        an extension of the reference protocol, whose provision answers 409 once bound)."""
+        self._require_token()
+        body = self._read_json_body(optional=False)
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k != "joinUrl"}
+        try:
+            request = validate_provision(body)
+        except ValidationError as exc:
+            raise HttpError(400, str(exc)) from None
+        self._send_json(200, {"ok": True, "status": self.server.state.update_identity(request)})
+
     def handle_credentials(self) -> None:
         """Tool credentials for this claim (an extension of the reference protocol: the pool
         delivers claim-time tools here instead of restarting the instance with new variables)."""
@@ -351,6 +364,7 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
 ROUTES: dict[str, dict[str, Handler]] = {
     "/pool/health": {"GET": RuntimeRequestHandler.handle_health},
     "/pool/credentials": {"POST": RuntimeRequestHandler.handle_credentials},
+    "/pool/update": {"POST": RuntimeRequestHandler.handle_update},
     "/pool/provision": {"POST": RuntimeRequestHandler.handle_provision},
     "/convos/status": {"GET": RuntimeRequestHandler.handle_status},
     "/convos/reset": {"POST": RuntimeRequestHandler.handle_reset},

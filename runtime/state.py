@@ -233,6 +233,22 @@ class RuntimeState:
         }
         return binding, ProvisionResult(invite_url, conversation_id, joined, status)
 
+    def update_identity(self, request: ProvisionRequest) -> dict[str, Any]:
+        """Replace the name and custom instructions of an instance, bound or not (a template sync
+        after the claim). The conversation binding itself is kept."""
+        with self.lock:
+            self._write_instructions(request.agent_name, request.instructions)
+            try:
+                binding = self._read_binding()
+            except CorruptBindingError:
+                binding = None
+            if binding is not None:
+                binding["agentName"] = request.agent_name
+                binding["metadata"] = {**(binding.get("metadata") or {}), **request.metadata}
+                atomic_write_json(self.binding_path, binding)
+            logger.info("identity updated")
+            return self._status_unlocked()
+
     def set_credentials(self, values: dict[str, str], remove: list[str]) -> list[str]:
         """Store (or drop) tool credentials given to this instance at claim time, e.g. an inbox's
         key. They live under credentials/ (mode 0600, written atomically), so a reset wipes them

@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from convos.serializer_fields import StrictCharField
+from convos.serializer_fields import StrictBooleanField, StrictCharField
 from services_app import services
 from services_app.auth import IsPool, IsPoolOrSameInstance, ServicesAuthentication
 
@@ -88,6 +88,7 @@ class ConfigureApi(_ServicesApi):
         instructions = StrictCharField(max_length=100_000, allow_blank=True, trim_whitespace=False)
         model = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
         joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
+        update = StrictBooleanField(required=False, default=False)
 
     def post(self, request: Request, instance_id: str) -> Response:
         data = self.InputSerializer(data=_body(request))
@@ -95,7 +96,7 @@ class ConfigureApi(_ServicesApi):
         v = data.validated_data
         return Response(services.instance_configure(
             instance_id=instance_id, agent_name=v["agentName"], instructions=v["instructions"],
-            model=v.get("model") or None, join_url=v.get("joinUrl") or None,
+            model=v.get("model") or None, join_url=v.get("joinUrl") or None, update=v["update"],
         ))
 
 

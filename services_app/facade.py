@@ -57,13 +57,15 @@ def status_batch(instance_ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def configure(instance_id: str, *, agent_name: str, instructions: str, join_url: str | None = None,
-              model: str | None = None) -> dict[str, Any]:
-    """POST /configure/:instanceId -> {ok, conversationId, inviteUrl, joined, status}"""
+              model: str | None = None, update: bool = False) -> dict[str, Any]:
+    """POST /configure/:instanceId -> {ok, conversationId, inviteUrl, joined, status}
+
+    `update`: push a new name and instructions to an instance that is already bound (template sync)."""
     if _remote():
-        body = {"agentName": agent_name, "instructions": instructions, "joinUrl": join_url, "model": model}
+        body = {"agentName": agent_name, "instructions": instructions, "joinUrl": join_url, "model": model, "update": update}
         return http_client.call("POST", f"configure/{_q(instance_id)}", body)
     return _local().instance_configure(instance_id=instance_id, agent_name=agent_name, instructions=instructions,
-                                       join_url=join_url, model=model)
+                                       join_url=join_url, model=model, update=update)
 
 
 def convos_status(instance_id: str) -> dict[str, Any]:

@@ -70,6 +70,10 @@ def provision(base_url: str, *, token: str, body: dict, timeout: float) -> dict[
     return _call("POST", f"{base_url}/pool/provision", token=token, timeout=timeout, json_body=body)
 
 
+def update_identity(base_url: str, *, token: str, body: dict, timeout: float) -> dict[str, Any]:
+    return _call("POST", f"{base_url}/pool/update", token=token, timeout=timeout, json_body=body)
+
+
 def convos_status(base_url: str, *, token: str, timeout: float) -> dict[str, Any]:
     return _call("GET", f"{base_url}/convos/status", token=token, timeout=timeout)
 

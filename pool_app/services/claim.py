@@ -13,7 +13,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from convos.errors import Conflict, Unavailable, UpstreamFailed
+from convos.auth import OPERATOR
+from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
 from pool_app.models import Instance, InstanceStatus
 from pool_app.qr import qr_data_url
 from pool_app.transitions import transition
@@ -25,6 +26,89 @@ _RESERVE_ATTEMPTS = 5
 _BOUND_RETRIES = 3
 # Statuses in which an instance holds its joinUrl (mirrors the partial unique index on join_url).
 _HOLDS_JOIN_URL = (InstanceStatus.CLAIMING, InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE)
+
+
+class Invalid(DomainError):
+    """A claim that cannot be made as asked (400); `field` names the offending field."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """Everything a claim needs, resolved and checked before any instance is taken."""
+
+    agent_name: str
+    instructions: str
+    join_url: str | None = None
+    model: str | None = None
+    template_id: str = ""
+    pool_tools: tuple[str, ...] = ()
+    user_tools: tuple[str, ...] = ()
+    # The user's own credentials: passed through to services, never stored or shown by the pool.
+    user_config: dict[str, Any] | None = field(default=None, repr=False)
+    owner_id: str = ""
+    parent_instance_id: str | None = None
+
+
+def claim_spec(
+    *,
+    viewer: Any = None,
+    template_id: str | None = None,
+    agent_name: str | None = None,
+    instructions: str | None = None,
+    model: str | None = None,
+    join_url: str | None = None,
+    user_config: dict[str, Any] | None = None,
+    owner_id: str = "",
+    parent_instance_id: str | None = None,
+) -> ClaimSpec:
+    """Resolve the template (404 when the viewer cannot see it), apply the claim's own values, and
+    check the model override and the user's credentials for the template's user tools (400 naming
+    the field). Nothing here touches an instance."""
+    pool_tools: tuple[str, ...] = ()
+    user_tools: tuple[str, ...] = ()
+    if template_id:
+        from templates_app.selectors import template_get  # templates are resolved through their own app
+
+        template = template_get(template_id=template_id, viewer=viewer or OPERATOR)
+        model_rule = template.model or {}
+        if model and model != model_rule.get("default") and not model_rule.get("allow_override"):
+            raise Invalid("model: this template does not allow overriding its model", field="model")
+        model = model or model_rule.get("default") or None
+        agent_name = agent_name or template.agent_name
+        instructions = template.instructions if instructions is None else instructions
+        pool_tools = tuple(t["id"] for t in template.tools if t.get("provisioning") == "pool")
+        user_tools = tuple(t["id"] for t in template.tools if t.get("provisioning") == "user")
+    if not agent_name:
+        raise Invalid("agentName: required (or a templateId whose template names the agent)", field="agentName")
+    if pool_tools:
+        # A tool removed or switched off since the template was saved fails here, not half-way.
+        registry = {tool["toolId"]: tool for tool in services.registry()}
+        for tool_id in pool_tools:
+            tool = registry.get(tool_id)
+            if tool is None:
+                raise Invalid(f"templateId: the template's tool {tool_id!r} no longer exists", field="templateId")
+            if not tool.get("enabled"):
+                raise Unavailable(f"The template's tool {tool_id!r} is not available: {tool.get('reason') or 'disabled'}",
+                                  code="tool_disabled")
+    for tool_id in user_tools:
+        if not isinstance(user_config, dict):
+            raise Invalid(f"userConfig: required: the template's {tool_id!r} tool uses your own credentials", field="userConfig")
+        try:
+            services.check_user_config(tool_id, user_config)
+        except services.ServicesError as exc:
+            raise Invalid(f"userConfig: {exc.message}", field="userConfig") from None
+    return ClaimSpec(
+        agent_name=agent_name, instructions=instructions or "", join_url=join_url, model=model, template_id=template_id or "",
+        pool_tools=pool_tools, user_tools=user_tools, user_config=user_config if user_tools else None,
+        owner_id=owner_id, parent_instance_id=parent_instance_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +196,39 @@ def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: b
     return to_status
 
 
-def instance_claim(*, agent_name: str, instructions: str, join_url: str | None = None, owner_id: str = "", actor: str = "api") -> ClaimResult:
+def _provision(instance_id: str, spec: ClaimSpec) -> dict[str, Any]:
+    """Give the instance the template's tools, then its name and instructions. If any step fails,
+    the tools provisioned for this claim are destroyed before the error goes on."""
+    provisioned: list[tuple[str, str]] = []
+    try:
+        for tool_id in spec.pool_tools:
+            provisioned.append((tool_id, services.provision_tool(instance_id, tool_id)["resourceId"]))
+        for tool_id in spec.user_tools:
+            provisioned.append((tool_id, services.provision_tool(instance_id, tool_id, user_config=spec.user_config)["resourceId"]))
+        return services.configure(instance_id, agent_name=spec.agent_name, instructions=spec.instructions,
+                                  join_url=spec.join_url, model=spec.model)
+    except services.ServicesError:
+        for tool_id, resource_id in reversed(provisioned):
+            try:
+                services.destroy_tool(instance_id, tool_id, resource_id)
+            except services.ServicesError as exc:  # services keeps it recorded as destroy_failed
+                logger.warning("rolling back %s of %s failed: %s", tool_id, instance_id, exc.message)
+        raise
+
+
+def instance_claim(
+    *,
+    agent_name: str | None = None,
+    instructions: str | None = None,
+    join_url: str | None = None,
+    owner_id: str = "",
+    actor: str = "api",
+    spec: ClaimSpec | None = None,
+) -> ClaimResult:
+    """Claim an idle instance. Pass a `spec` (from `claim_spec`, for templates and clones) or the
+    plain name and instructions."""
+    spec = spec or claim_spec(agent_name=agent_name, instructions=instructions, join_url=join_url, owner_id=owner_id)
+    join_url = spec.join_url
     if join_url and Instance.objects.using(DB).filter(join_url=join_url, status__in=_HOLDS_JOIN_URL).exists():
         raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use")
     tried: set[str] = set()
@@ -122,7 +238,7 @@ def instance_claim(*, agent_name: str, instructions: str, join_url: str | None =
             raise Unavailable("No idle instance is available right now; the pool is refilling, retry shortly", code="no_idle_instance")
         started = time.perf_counter()
         try:
-            answer = services.configure(instance.pk, agent_name=agent_name, instructions=instructions, join_url=join_url)
+            answer = _provision(instance.pk, spec)
             provision_ms = (time.perf_counter() - started) * 1000
             break
         except services.ServicesError as exc:
@@ -135,12 +251,15 @@ def instance_claim(*, agent_name: str, instructions: str, join_url: str | None =
 
     pending = answer.get("status") == "pending_acceptance"
     to_status = InstanceStatus.PENDING_ACCEPTANCE if pending else InstanceStatus.CLAIMED
+    now = timezone.now()
     claimed = transition(
         instance.pk, from_status=InstanceStatus.CLAIMING, to_status=to_status, actor=actor,
-        reason=f"claimed as {agent_name!r}" + (" (join pending acceptance)" if pending else ""),
-        agent_name=agent_name, instructions=instructions,
+        reason=f"claimed as {spec.agent_name!r}" + (f" from template {spec.template_id}" if spec.template_id else "")
+        + (" (join pending acceptance)" if pending else ""),
+        agent_name=spec.agent_name, instructions=spec.instructions, model=spec.model or "",
         conversation_id=answer.get("conversationId") or "", invite_url=answer.get("inviteUrl") or "",
-        owner_id=owner_id, claimed_at=timezone.now(), last_error="",
+        owner_id=spec.owner_id, claimed_at=now, last_error="", template_id=spec.template_id,
+        template_synced_at=now if spec.template_id else None, parent_instance_id=spec.parent_instance_id,
     )
     if not claimed:
         # Only the tick's recovery of a claim older than CLAIM_TIMEOUT_MS moves a `claiming`
@@ -149,7 +268,7 @@ def instance_claim(*, agent_name: str, instructions: str, join_url: str | None =
         raise UpstreamFailed(f"Claim of instance {instance.pk} timed out", code="claim_timed_out")
     return ClaimResult(
         instance_id=instance.pk,
-        agent_name=agent_name,
+        agent_name=spec.agent_name,
         invite_url=answer.get("inviteUrl"),
         conversation_id=answer.get("conversationId"),
         joined=bool(answer.get("joined")),

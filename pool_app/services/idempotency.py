@@ -7,6 +7,7 @@ A claim that fails gives its key back, so the client can retry with the same key
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +24,10 @@ _POLL_S = 0.05
 
 
 def body_fingerprint(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    # Keyed (HMAC): the body may hold a user's credentials, and a plain hash of a short secret
+    # could be brute-forced from a database dump.
+    message = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
 def claim_once(*, owner_key: str, idempotency_key: str, body: dict[str, Any], claim: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:

@@ -64,11 +64,10 @@ class AgentMailPlugin:
             # Not idempotent: a lost answer leaves an extra key on the inbox, revoked with it.
             minted = self._call("POST", path, json={"name": f"convos-{instance_id}"})
             secret = require(minted, "api_key", where=f"{PROVIDER}: POST {path}")
-        except ProviderError as exc:
-            if exc.permanent:
-                # A retry will fail the same way, so the inbox would only be left behind. A
-                # transient failure keeps it: the retry gets the same inbox back via client_id.
-                self._forget_inbox(inbox_id)
+        except ProviderError:
+            # Nothing records an inbox whose create failed, and a failed claim does not retry on
+            # the same instance: delete it now rather than leave an orphan behind.
+            self._forget_inbox(inbox_id)
             raise
         logger.info("agentmail inbox %s created for %s", inbox_id, instance_id)
         return ProvisionedResource(

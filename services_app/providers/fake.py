@@ -147,6 +147,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not found"})
         elif route == "/pool/provision":
             self._provision(instance, body)
+        elif route == "/pool/update":
+            with instance.lock:
+                instance.instructions = (body or {}).get("instructions")
+                self._send(200, {"ok": True, "status": instance.status()})
         elif route == "/pool/credentials":
             with instance.lock:
                 instance.credentials.update((body or {}).get("set") or {})

@@ -26,12 +26,14 @@ def instance_configure(
     model: str | None = None,
     profile_image: str | None = None,
     metadata: dict[str, str] | None = None,
+    update: bool = False,
 ) -> dict[str, Any]:
     """Push name, instructions (and model) to the running instance and bind it to a conversation;
     returns `{ok, conversationId, inviteUrl, joined, status}` from the instance's answer.
 
     The model travels in the provision metadata: changing the instance's variables would restart
-    it, which a claim must not wait for."""
+    it, which a claim must not wait for. With `update`, an instance that is already bound gets the
+    new name and instructions (a template sync) and keeps its conversation."""
     infra = live_infra(instance_id)
     body: dict[str, Any] = {"agentName": agent_name, "instructions": instructions}
     if join_url:
@@ -44,6 +46,11 @@ def instance_configure(
     if meta:
         body["metadata"] = meta
     try:
+        if update:
+            body.pop("joinUrl", None)
+            status = runtime_client.update_identity(infra.url, token=gateway_token(infra), body=body, timeout=settings.PROVISION_TIMEOUT_S)
+            conversation = (status.get("status") or {}).get("conversationId")
+            return {"ok": True, "conversationId": conversation, "inviteUrl": None, "joined": False, "status": "updated"}
         answer = runtime_client.provision(infra.url, token=gateway_token(infra), body=body, timeout=settings.PROVISION_TIMEOUT_S)
     except runtime_client.RuntimeCallError as exc:
         raise _runtime_error(instance_id, exc) from exc

@@ -622,3 +622,13 @@ def test_it_keeps_claim_credentials_until_a_reset(runtime: Runtime) -> None:
     assert runtime.get("/convos/status").json()["clean"] is True
     runtime.stop()
     assert "am-secret" not in runtime.log()
+
+
+def test_it_updates_name_and_instructions_of_a_bound_instance(runtime: Runtime) -> None:
+    bound = runtime.provision(instructions="Old persona.")
+    answer = runtime.post("/pool/update", json={"agentName": "Renamed", "instructions": "New persona."})
+    assert answer.status_code == 200 and answer.json()["status"]["conversationId"] == bound.json()["conversationId"]
+    identity = _identity_md(runtime)
+    assert "New persona." in identity and "Old persona." not in identity and identity.count("## Custom Instructions") == 1
+    assert runtime.post("/pool/update", json={"agentName": 5, "instructions": "x"}).status_code == 400
+    assert runtime.post("/pool/update", auth=False, json={"agentName": "a", "instructions": "b"}).status_code == 401

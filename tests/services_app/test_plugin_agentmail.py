@@ -100,13 +100,15 @@ def test_a_timeout_on_the_idempotent_create_is_retried(mocked, slept):
     assert plugin.create(instance_id="abc").env_vars["AGENTMAIL_API_KEY"] == SCOPED
 
 
-def test_a_transient_key_mint_failure_keeps_the_inbox_for_the_retry(mocked, slept):
+def test_a_transient_key_mint_failure_also_deletes_the_inbox(mocked, slept):
     mocked.post(f"{BASE}/inboxes", json=INBOX_JSON)
     mocked.post(f"{INBOX_URL}/api-keys", status=500)
+    mocked.delete(INBOX_URL, status=204)
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
     assert raised.value.permanent is False
-    assert len(mocked.calls) == 2  # no DELETE: a retry gets the same inbox back through client_id
+    # No one retries a failed claim on the same instance, so nothing would ever use that inbox.
+    assert [c.request.method for c in mocked.calls] == ["POST", "POST", "DELETE"]
 
 
 def test_a_permanent_key_mint_failure_deletes_the_inbox(mocked):

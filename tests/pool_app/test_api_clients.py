@@ -1,0 +1,71 @@
+"""API clients: keys shown once and kept as hashes, revocable, rate-limited, owners recorded."""
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from pool_app.models import ApiClient
+from pool_app.services.api_clients import api_client_create, api_client_revoke, key_hash
+from tests.conftest import ALL_DATABASES
+
+pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
+
+
+def _api(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def test_a_client_key_works_is_stored_only_as_a_hash_and_can_be_revoked():
+    created = api_client_create(name="Acme", owner_id="acme")
+    row = ApiClient.objects.get(pk=created.client.pk)
+    assert created.key.startswith("cvk_") and row.key_hash == key_hash(created.key)
+    assert created.key not in str(row.__dict__)
+    assert _api(created.key).get("/api/pool/status").status_code == 200
+    api_client_revoke(client_id=row.pk)
+    response = _api(created.key).get("/api/pool/status")
+    assert response.status_code == 401 and "revoked" in response.json()["error"]
+
+
+def test_a_client_cannot_run_operator_actions():
+    key = api_client_create(name="Acme", owner_id="acme").key
+    for path, body in (("/api/pool/replenish", {"count": 1}), ("/api/pool/drain", {"count": 1}), ("/api/pool/redeploy", {})):
+        response = _api(key).post(path, body, format="json")
+        assert response.status_code == 403 and response.json()["error"]
+
+
+def test_the_command_prints_the_key_once():
+    out = StringIO()
+    call_command("create_api_client", "--name", "Acme", "--owner", "acme", "--rate-limit", "5", stdout=out)
+    key = re.search(r"(cvk_\S+)", out.getvalue()).group(1)
+    client = ApiClient.objects.get(key_hash=key_hash(key))
+    assert (client.owner_id, client.rate_limit_per_minute) == ("acme", 5)
+    call_command("revoke_api_client", str(client.pk), stdout=StringIO())
+    assert _api(key).get("/api/pool/status").status_code == 401
+
+
+def test_a_clients_rate_limit_answers_429():
+    cache.clear()
+    key = api_client_create(name="Slow", owner_id="slow", rate_limit_per_minute=3).key
+    codes = [_api(key).get("/api/pool/status").status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    assert _api(api_client_create(name="Free", owner_id="free").key).get("/api/pool/status").status_code == 200
+
+
+def test_admin_creates_a_client_and_shows_its_key_once(admin_client):
+    response = admin_client.post("/admin/pool_app/apiclient/add/", {"name": "Web", "owner_id": "web", "rate_limit_per_minute": ""}, follow=True)
+    assert response.status_code == 200
+    shown = [k for k in re.findall(r"cvk_[A-Za-z0-9_-]+", response.content.decode()) if len(k) > 20]  # not the prefix column
+    assert len(set(shown)) == 1
+    assert _api(shown[0]).get("/api/pool/status").status_code == 200
+    again = admin_client.get("/admin/pool_app/apiclient/").content.decode()
+    assert shown[0] not in again and shown[0][:10] in again  # never shown again; its prefix identifies it
+    client = ApiClient.objects.get(owner_id="web")
+    admin_client.post("/admin/pool_app/apiclient/", {"action": "revoke_selected", "_selected_action": [client.pk]})
+    assert _api(shown[0]).get("/api/pool/status").status_code == 401
