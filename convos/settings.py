@@ -153,6 +153,9 @@ POOL_STUCK_TIMEOUT_MS = env.int("POOL_STUCK_TIMEOUT_MS", default=900_000)
 POOL_CREATE_CONCURRENCY = env.int("POOL_CREATE_CONCURRENCY", default=8)
 CLAIM_TIMEOUT_MS = env.int("CLAIM_TIMEOUT_MS", default=180_000)
 TICK_INTERVAL_MS = env.int("TICK_INTERVAL_MS", default=30_000)
+# While the pool is short of idle instances and some are starting, check again this soon instead
+# of waiting a whole interval (0 turns it off). Only then: a full pool costs no extra calls.
+POOL_STARTING_RECHECK_MS = env.int("POOL_STARTING_RECHECK_MS", default=5_000)
 PROTECTED_INSTANCES = env.list("PROTECTED_INSTANCES", default=[])
 # Outage guard: when more than this share of the instances that were healthy turn unreachable in
 # one tick (and at least POOL_OUTAGE_MIN_INSTANCES of them), the tick changes and destroys nothing.

@@ -12,7 +12,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/pool/", include("pool_app.urls")),
-    path("api/templates", include("templates_app.urls")),
+    path("", include("templates_app.urls")),
     path("services/", include("services_app.urls")),
 ]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from convos.concurrency import map_concurrently
@@ -57,11 +58,13 @@ class TickReport:
     skipped: str = ""
     outage: str = ""
     duration_ms: float = 0.0
+    recheck_in_ms: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "skipped": self.skipped,
             "outage": self.outage,
+            "recheckInMs": self.recheck_in_ms,
             "steps": self.steps,
             "errors": self.errors,
             "durationMs": round(self.duration_ms, 1),
@@ -216,6 +219,17 @@ def top_up(config: PoolConfig) -> dict[str, Any]:
     return {"deficit": max(deficit, 0), "requested": count, "created": len(created), **({"capped": note} if note else {})}
 
 
+def _recheck_in_ms(config: PoolConfig) -> int | None:
+    """Ask for an early next tick while the pool is short of idle instances and some are starting."""
+    delay = settings.POOL_STARTING_RECHECK_MS
+    if delay <= 0 or config.paused:
+        return None
+    live = Instance.objects.using(DB)
+    if live.filter(status=InstanceStatus.IDLE).count() >= config.min_idle:
+        return None
+    return delay if live.filter(status=InstanceStatus.STARTING).exists() else None
+
+
 # --- the tick ----------------------------------------------------------------------------------------
 def _record(report: TickReport) -> None:
     state, _ = PoolState.objects.using(DB).get_or_create(pk=1)
@@ -265,6 +279,7 @@ def pool_tick() -> dict[str, Any]:
                 run("remove_dead", lambda: remove_dead(config))
                 run("retry_teardowns", lambda: retry_teardowns(config))
                 run("top_up", lambda: top_up(config))
+        report.recheck_in_ms = _recheck_in_ms(config)
         report.duration_ms = (time.monotonic() - report.started_at) * 1000
         try:
             _record(report)

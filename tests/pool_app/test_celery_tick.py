@@ -12,6 +12,7 @@ environment variables); `_logging_restored` puts all of that back so later tests
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -77,6 +78,7 @@ def _created() -> list[Instance]:
 
 def test_it_runs_a_tick_sent_to_the_queue_in_a_worker(local_instances: Path, settings):
     settings.POOL_MIN_IDLE = 2
+    settings.POOL_STARTING_RECHECK_MS = 0  # no follow-up tick: the queue must end empty
     assert not celery_app.conf.task_always_eager, "the task must go through the broker"
     celery_app.control.purge()  # stale messages of earlier runs must not run here
 
@@ -102,3 +104,21 @@ def test_it_runs_a_tick_sent_to_the_queue_in_a_worker(local_instances: Path, set
             instance_destroy(instance_id=instance_id, actor="cli", reason="test")
     assert list_runtime_processes(local_instances) == []
     assert {i.status for i in Instance.objects.filter(pk__in=[i.pk for i in fleet])} == {InstanceStatus.DELETED}
+
+
+def test_a_tick_that_leaves_the_pool_short_queues_an_early_recheck(local_instances: Path, settings):
+    settings.POOL_MIN_IDLE = 2
+    settings.POOL_STARTING_RECHECK_MS = 5000
+    celery_app.control.purge()
+    try:
+        report = pool_tick_task()  # run here; what it queues goes to the real Redis
+        assert report["recheckInMs"] == 5000 and report["steps"]["top_up"]["created"] == 2
+        assert _queued_messages() == 1
+        with celery_app.connection_for_write() as connection:
+            raw = connection.default_channel.client.lindex(celery_app.conf.task_default_queue, 0)
+        message = json.loads(raw)
+        assert message["headers"]["task"] == "pool_app.tasks.pool_tick_task" and message["headers"]["eta"]
+    finally:
+        celery_app.control.purge()
+        for instance in Instance.objects.all():
+            instance_destroy(instance_id=instance.pk, actor="cli", reason="test")
