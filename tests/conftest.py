@@ -58,3 +58,18 @@ def api() -> APIClient:
 @pytest.fixture
 def anon_api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def operator_login():
+    """`operator_login("name")`: a test client logged in to the admin as a superuser of that name."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    def login(username: str) -> Client:
+        user = get_user_model().objects.create_superuser(username, f"{username}@example.com", "not-used")
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return login

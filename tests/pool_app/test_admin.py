@@ -7,7 +7,6 @@ from unittest import mock
 
 import pytest
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
@@ -25,11 +24,8 @@ INSTANCES_URL = reverse("admin:pool_app_instance_changelist")
 
 
 @pytest.fixture
-def operator() -> Client:
-    user = get_user_model().objects.create_superuser("ops-alice", "alice@example.com", "not-used")
-    client = Client()
-    client.force_login(user)
-    return client
+def operator(operator_login):
+    return operator_login("ops-alice")
 
 
 def _messages(response) -> list[tuple[str, str]]:

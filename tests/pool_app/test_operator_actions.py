@@ -12,7 +12,6 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
 from django.test import Client
@@ -28,11 +27,8 @@ INSTANCES_URL = reverse("admin:pool_app_instance_changelist")
 
 
 @pytest.fixture
-def operator() -> Client:
-    user = get_user_model().objects.create_superuser("ops-bob", "bob@example.com", "not-used")
-    client = Client()
-    client.force_login(user)
-    return client
+def operator(operator_login):
+    return operator_login("ops-bob")
 
 
 # --- helpers -----------------------------------------------------------------------------------------

@@ -5,9 +5,8 @@ import json
 
 import pytest
 import requests
-import responses
 
-from services_app.plugins import http
+from tests.services_app.plugin_calls import assert_call
 from services_app.plugins.agentmail import plugin
 from services_app.plugins.base import POOL, USER
 from services_app.providers.base import ProviderError
@@ -28,25 +27,8 @@ def configured(settings):
     settings.AGENTMAIL_DOMAIN = "mail.convos.test"
 
 
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock() as rsps:
-        yield rsps
-
-
-@pytest.fixture
-def slept(monkeypatch) -> list[float]:
-    delays: list[float] = []
-    monkeypatch.setattr(http, "sleep", delays.append)
-    return delays
-
-
 def _assert_call(call, method: str, url: str, body=None) -> None:
-    assert call.request.method == method
-    assert call.request.url == url
-    assert call.request.headers["Authorization"] == f"Bearer {ORG_KEY}"
-    if body is not None:
-        assert json.loads(call.request.body) == body
+    assert_call(call, method, url, key=ORG_KEY, body=body)
 
 
 def test_it_describes_itself():

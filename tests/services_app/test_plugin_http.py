@@ -5,7 +5,6 @@ import json
 
 import pytest
 import requests
-import responses
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from services_app.plugins import http
@@ -14,19 +13,6 @@ from services_app.providers.base import ProviderError
 
 URL = "https://api.example.test/v1/things"
 KEY = "sk-test-0123456789abcdefABCDEF"
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock() as rsps:
-        yield rsps
-
-
-@pytest.fixture
-def slept(monkeypatch) -> list[float]:
-    delays: list[float] = []
-    monkeypatch.setattr(http, "sleep", delays.append)
-    return delays
 
 
 def test_it_sends_bearer_auth_json_and_the_configured_timeout(mocked, slept, settings):

@@ -5,9 +5,8 @@ import json
 
 import pytest
 import requests
-import responses
 
-from services_app.plugins import http
+from tests.services_app.plugin_calls import assert_call
 from services_app.plugins.base import POOL
 from services_app.plugins.openrouter import plugin
 from services_app.providers.base import ProviderError
@@ -26,25 +25,8 @@ def configured(settings):
     settings.OPENROUTER_KEY_LIMIT_RESET = "monthly"
 
 
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock() as rsps:
-        yield rsps
-
-
-@pytest.fixture
-def slept(monkeypatch) -> list[float]:
-    delays: list[float] = []
-    monkeypatch.setattr(http, "sleep", delays.append)
-    return delays
-
-
 def _assert_call(call, method: str, url: str, body=None) -> None:
-    assert call.request.method == method
-    assert call.request.url == url
-    assert call.request.headers["Authorization"] == f"Bearer {MGMT}"
-    if body is not None:
-        assert json.loads(call.request.body) == body
+    assert_call(call, method, url, key=MGMT, body=body)
 
 
 def test_it_describes_itself():

@@ -6,9 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-import responses
 
-from services_app.plugins import http
 from services_app.plugins.base import POOL, USER
 from services_app.plugins.telnyx import MAX_ORDER_ATTEMPTS, plugin
 from services_app.providers.base import ProviderError
@@ -39,19 +37,6 @@ def configured(settings):
     settings.TELNYX_API_URL = BASE
     settings.TELNYX_API_KEY = KEY
     settings.TELNYX_MESSAGING_PROFILE_ID = PROFILE
-
-
-@pytest.fixture
-def mocked():
-    with responses.RequestsMock() as rsps:
-        yield rsps
-
-
-@pytest.fixture
-def slept(monkeypatch) -> list[float]:
-    delays: list[float] = []
-    monkeypatch.setattr(http, "sleep", delays.append)
-    return delays
 
 
 def _assert_call(call, method: str, path: str, query=None, body=None) -> None:

@@ -6,9 +6,7 @@ import json
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connections
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -25,11 +23,8 @@ MODEL = {"default": "openrouter/model-a", "allow_override": False}
 
 
 @pytest.fixture
-def operator() -> Client:
-    user = get_user_model().objects.create_superuser("ops-alice", "alice@example.com", "not-used")
-    client = Client()
-    client.force_login(user)
-    return client
+def operator(operator_login):
+    return operator_login("ops-alice")
 
 
 def _template(creator: str, name: str, *, visibility: str = "private", instructions: str = "Help.") -> AgentTemplate:
@@ -46,6 +41,12 @@ def _instances(template: AgentTemplate, count: int, status: str = InstanceStatus
 def _rows(response) -> set[str]:
     """Template ids listed in the changelist's result table."""
     return set(re.findall(r'name="_selected_action" value="(tpl_[0-9a-f]+)"', response.content.decode()))
+
+
+def _why(response) -> str:
+    from django.contrib.messages import get_messages
+
+    return f"{response.status_code} {response.get('Location')} {[m.message for m in get_messages(response.wsgi_request)]}"
 
 
 def _form(template: AgentTemplate | None = None, **changes) -> dict:
@@ -112,7 +113,7 @@ def test_it_refuses_bad_tools_in_the_edit_form(operator, tools, message):
     template = _template("alice", "Concierge")
     url = reverse("admin:templates_app_agenttemplate_change", args=[template.pk])
     response = operator.post(url, _form(template, tools=tools))
-    assert response.status_code == 200  # the form again, with its error
+    assert response.status_code == 200, _why(response)  # the form again, with its error
     assert message in response.content.decode()
     assert response.context["adminform"].form.errors["tools"]
     assert AgentTemplate.objects.using("templates").get(pk=template.pk).tools == TOOLS
@@ -122,7 +123,7 @@ def test_it_refuses_a_bad_model_in_the_edit_form(operator):
     template = _template("alice", "Concierge")
     url = reverse("admin:templates_app_agenttemplate_change", args=[template.pk])
     response = operator.post(url, _form(template, model='{"default": "a", "allow_override": "yes", "extra": 1}'))
-    assert response.status_code == 200
+    assert response.status_code == 200, _why(response)
     errors = response.context["adminform"].form.errors["model"]
     assert "allow_override must be true or false" in errors and any("'extra'" in e for e in errors)
     assert AgentTemplate.objects.using("templates").get(pk=template.pk).model == MODEL
