@@ -7,12 +7,23 @@ from unittest import mock
 
 import pytest
 from django.contrib import admin
+
+# Admin URLs carry primary keys quoted ("_" is its escape character: tpl_22... would unquote to tpl"...).
+from django.contrib.admin.utils import quote
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
 from pool_app.config import pool_config, pool_settings_update
-from pool_app.models import ClaimRequest, Instance, InstanceEvent, InstanceStatus, PoolSettings, PoolSettingsChange, PoolState
+from pool_app.models import (
+    ClaimRequest,
+    Instance,
+    InstanceEvent,
+    InstanceStatus,
+    PoolSettings,
+    PoolSettingsChange,
+    PoolState,
+)
 from pool_app.services.operations import pool_replenish
 from services_app.models import InstanceInfra, InstanceService
 from services_app.providers.local import list_runtime_processes
@@ -68,7 +79,7 @@ def test_it_answers_the_changelist_and_change_page_of_every_registered_model(ope
         assert response.status_code == 200, f"{opts.label} changelist: {response.status_code}"
         row = model._default_manager.first()
         if row is not None:
-            response = operator.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]))
+            response = operator.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(row.pk)]))
             assert response.status_code == 200, f"{opts.label} change page: {response.status_code}"
     assert operator.get(reverse("admin:index")).status_code == 200
 

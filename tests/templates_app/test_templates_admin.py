@@ -6,6 +6,9 @@ import json
 import re
 
 import pytest
+
+# Admin URLs carry primary keys quoted ("_" is its escape character: tpl_22... would unquote to tpl"...).
+from django.contrib.admin.utils import quote
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -111,7 +114,7 @@ def test_it_filters_by_visibility_and_creator_and_searches(operator):
 ])
 def test_it_refuses_bad_tools_in_the_edit_form(operator, tools, message):
     template = _template("alice", "Concierge")
-    url = reverse("admin:templates_app_agenttemplate_change", args=[template.pk])
+    url = reverse("admin:templates_app_agenttemplate_change", args=[quote(template.pk)])
     response = operator.post(url, _form(template, tools=tools))
     assert response.status_code == 200, _why(response)  # the form again, with its error
     assert message in response.content.decode()
@@ -121,7 +124,7 @@ def test_it_refuses_bad_tools_in_the_edit_form(operator, tools, message):
 
 def test_it_refuses_a_bad_model_in_the_edit_form(operator):
     template = _template("alice", "Concierge")
-    url = reverse("admin:templates_app_agenttemplate_change", args=[template.pk])
+    url = reverse("admin:templates_app_agenttemplate_change", args=[quote(template.pk)])
     response = operator.post(url, _form(template, model='{"default": "a", "allow_override": "yes", "extra": 1}'))
     assert response.status_code == 200, _why(response)
     errors = response.context["adminform"].form.errors["model"]
@@ -131,7 +134,7 @@ def test_it_refuses_a_bad_model_in_the_edit_form(operator):
 
 def test_it_saves_edits_and_additions_through_the_services(operator):
     template = _template("alice", "Concierge")
-    url = reverse("admin:templates_app_agenttemplate_change", args=[template.pk])
+    url = reverse("admin:templates_app_agenttemplate_change", args=[quote(template.pk)])
     tools = [{"id": "email", "provisioning": "pool"}, {"id": "sms", "provisioning": "user"}]
     response = operator.post(url, _form(template, agent_name="Butler", tools=json.dumps(tools), visibility="public"))
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
@@ -151,7 +154,7 @@ def test_it_saves_edits_and_additions_through_the_services(operator):
 def test_it_deletes_from_admin_without_touching_instances(operator):
     template = _template("alice", "Concierge")
     _instances(template, 1)
-    url = reverse("admin:templates_app_agenttemplate_delete", args=[template.pk])
+    url = reverse("admin:templates_app_agenttemplate_delete", args=[quote(template.pk)])
     assert operator.post(url, {"post": "yes"}).status_code == 302
     assert not AgentTemplate.objects.using("templates").filter(pk=template.pk).exists()
     assert Instance.objects.using("pool").filter(template_id=template.pk, status=InstanceStatus.CLAIMED).count() == 1
