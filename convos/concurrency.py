@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from django.db import connections
@@ -31,3 +31,25 @@ def map_concurrently(fn: Callable[[T], R], items: Iterable[T], *, max_workers: i
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as executor:
         return list(executor.map(run, items))
+
+
+def map_with_deadline(fn: Callable[[T], R], items: Iterable[T], *, max_workers: int, deadline_s: float, missing: R) -> list[R]:
+    """Like `map_concurrently`, but whatever has not finished after `deadline_s` counts as
+    `missing`: one batch of slow calls (e.g. health checks of hanging instances) cannot stall the
+    caller for items / workers x timeout. Calls still queued are cancelled; running ones end on
+    their own timeouts in the background."""
+    items = list(items)
+    if not items:
+        return []
+
+    def run(item: T) -> R:
+        try:
+            return fn(item)
+        finally:
+            connections.close_all()
+
+    executor = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items))))
+    futures = [executor.submit(run, item) for item in items]
+    wait(futures, timeout=deadline_s)
+    executor.shutdown(wait=False, cancel_futures=True)
+    return [f.result() if f.done() and not f.cancelled() and f.exception() is None else missing for f in futures]

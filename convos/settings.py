@@ -172,6 +172,8 @@ INSTANCE_SECRET_KEY = _secret("INSTANCE_SECRET_KEY")
 INFRA_PROVIDER = env.str("INFRA_PROVIDER", default="local")
 HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=40)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=5.0)
+# The whole batch of health checks in one status call stops waiting after this long.
+HEALTH_CHECK_BATCH_DEADLINE_S = env.float("HEALTH_CHECK_BATCH_DEADLINE_S", default=20.0)
 PROVISION_TIMEOUT_S = env.float("PROVISION_TIMEOUT_S", default=75.0)
 OPENCLAW_PRIMARY_MODEL = env.str("OPENCLAW_PRIMARY_MODEL", default="")
 # Local infra provider: one `python -m runtime` process per instance on this machine.

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from convos.concurrency import map_concurrently
+from convos.concurrency import map_with_deadline
 from services_app import instance_secrets, runtime_client
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.plugins import all_plugins
@@ -228,10 +228,15 @@ def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
 
     # Only a running deployment can be healthy; sleeping or failed ones are not pinged.
     to_check = [i for i in infras if deploy.get(i.instance_id) and deploy[i.instance_id].deploy_status == SUCCESS]
-    results = map_concurrently(
+    # A deadline for the whole batch: a fleet of hanging instances would otherwise hold the tick
+    # for (instances / concurrency) x timeout. Unchecked instances count as not healthy this time
+    # (the tick's outage guard stops that from destroying anything en masse).
+    results = map_with_deadline(
         lambda infra: runtime_client.health(deploy[infra.instance_id].url or infra.url, timeout=settings.HEALTH_CHECK_TIMEOUT_S),
         to_check,
         max_workers=settings.HEALTH_CHECK_CONCURRENCY,
+        deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S,
+        missing=False,
     )
     healthy = {infra.instance_id: ok for infra, ok in zip(to_check, results)}
 
