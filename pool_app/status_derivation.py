@@ -31,3 +31,22 @@ def derive_status(*, deploy_status: str | None, healthy: bool, unhealthy_for: ti
     # Deploying, or deployed but not answering, or unknown: give it POOL_STUCK_TIMEOUT_MS. A
     # deploy queued forever is as stuck as one that never answers, so the timeout covers both.
     return S.STUCK if unhealthy_for > stuck_timeout else S.STARTING
+
+
+def reconcile_claim(*, current: str, recorded_conversation: str, reported: dict) -> tuple[str, str]:
+    """Status of a claimed instance from what it says about its conversation (`/convos/status`),
+    and the conversation id to record. Only the claim statuses move here:
+
+    - pending_acceptance -> claimed once the owner accepted (`pending` false, a conversation);
+    - claimed -> tainted when the instance reports another conversation than the one recorded,
+      or none at all (it was reset or lost its binding);
+    - tainted -> claimed when it reports the recorded conversation again.
+    """
+    conversation = reported.get("conversationId") or ""
+    if current == S.PENDING_ACCEPTANCE:
+        if reported.get("pending") is False and conversation:
+            return S.CLAIMED, conversation
+        return current, recorded_conversation
+    if current in (S.CLAIMED, S.TAINTED) and recorded_conversation:
+        return (S.CLAIMED if conversation == recorded_conversation else S.TAINTED), recorded_conversation
+    return current, recorded_conversation

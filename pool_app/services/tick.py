@@ -2,7 +2,7 @@
 
 - Single-flight: a lock shared by every process; a second tick returns at once, saying it skipped
   (the production pool's ticks overlapped when one took longer than the interval).
-- Isolated steps (observe, recover stale claims, resolve pending joins, remove dead, retry failed
+- Isolated steps (observe, recover stale claims, reconcile claims, remove dead, retry failed
   teardowns, top up): each logs and records its own failure; the others still run.
 - Outage guard: when the status batch fails, or too many healthy instances turn unreachable at
   once, nothing changes status and nothing is destroyed or created; the reason is recorded and
@@ -20,14 +20,14 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from convos.concurrency import map_concurrently
+from convos.concurrency import map_concurrently, map_with_deadline
 from convos.redaction import redact
 from pool_app.config import PoolConfig, pool_config
 from pool_app.models import CLAIMED_STATUSES, Actor, Instance, InstanceStatus, PoolState
 from pool_app.services.claim import claim_recover
 from pool_app.services.fleet import CREATING, instance_destroy, instances_create
 from pool_app.single_flight import single_flight
-from pool_app.status_derivation import derive_status
+from pool_app.status_derivation import derive_status, reconcile_claim
 from pool_app.transitions import transition
 from services_app import facade as services
 
@@ -162,20 +162,37 @@ def recover_stale_claims(config: PoolConfig) -> dict[str, Any]:
     return {"recovered": len(results), "idle": results.count(InstanceStatus.IDLE), "crashed": results.count(InstanceStatus.CRASHED)}
 
 
-def resolve_pending(config: PoolConfig) -> dict[str, Any]:
-    """Joined conversations waiting for the owner: claimed once the instance says it is accepted."""
-    pending = list(Instance.objects.using(DB).filter(status=InstanceStatus.PENDING_ACCEPTANCE))
-    resolved = 0
-    for instance in pending:
+def reconcile_claims(config: PoolConfig) -> dict[str, Any]:
+    """Ask each healthy claimed instance which conversation it holds (concurrently, bounded):
+    pending joins become claimed once accepted; a conversation other than the recorded one makes
+    the instance `tainted` (and a match makes it `claimed` again)."""
+    claims = list(
+        Instance.objects.using(DB)
+        .filter(status__in=[InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE, InstanceStatus.TAINTED], deploy_status="healthy")
+        .only("pk", "status", "conversation_id")
+    )
+
+    def ask(instance: Instance) -> dict | None:
         try:
-            status = services.convos_status(instance.pk)
+            return services.convos_status(instance.pk)
         except services.ServicesError as exc:
-            logger.info("pending instance %s not checked: %s", instance.pk, exc.message)
+            logger.info("claimed instance %s not checked: %s", instance.pk, exc.message)
+            return None
+
+    answers = map_with_deadline(ask, claims, max_workers=settings.HEALTH_CHECK_CONCURRENCY,
+                                deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing=None)
+    moved: dict[str, int] = defaultdict(int)
+    for instance, reported in zip(claims, answers):
+        if reported is None:
             continue
-        if status.get("pending") is False and status.get("conversationId"):
-            resolved += transition(instance.pk, from_status=InstanceStatus.PENDING_ACCEPTANCE, to_status=InstanceStatus.CLAIMED,
-                                   actor=Actor.TICK, reason="owner accepted the join", conversation_id=status["conversationId"])
-    return {"pending": len(pending), "resolved": resolved}
+        target, conversation = reconcile_claim(current=instance.status, recorded_conversation=instance.conversation_id, reported=reported)
+        if target != instance.status and transition(
+            instance.pk, from_status=instance.status, to_status=target, actor=Actor.TICK, conversation_id=conversation,
+            reason=f"instance reports conversation {reported.get('conversationId') or 'none'}"
+            + (" (pending acceptance)" if reported.get("pending") else ""),
+        ):
+            moved[target] += 1
+    return {"checked": len(claims), **{f"to_{k}": v for k, v in moved.items()}}
 
 
 def remove_dead(config: PoolConfig) -> dict[str, Any]:
@@ -272,7 +289,7 @@ def pool_tick() -> dict[str, Any]:
             logger.warning("tick: outage, changing nothing: %s", report.outage)
         if not report.outage:
             run("recover_stale_claims", lambda: recover_stale_claims(config))
-            run("resolve_pending", lambda: resolve_pending(config))
+            run("reconcile_claims", lambda: reconcile_claims(config))
             if config.paused:
                 report.steps["paused"] = "pool is paused: nothing destroyed or created"
             else:

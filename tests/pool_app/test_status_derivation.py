@@ -57,3 +57,24 @@ def test_it_turns_stuck_only_after_the_timeout():
     at = lambda age: derive_status(deploy_status="SUCCESS", healthy=False, unhealthy_for=age, claimed=False, stuck_timeout=TIMEOUT)
     assert at(TIMEOUT) == "starting"
     assert at(TIMEOUT + timedelta(seconds=1)) == "stuck"
+
+
+RECONCILE_CASES = [
+    # current, recorded, reported -> expected status
+    ("pending_acceptance", "c1", {"conversationId": "c1", "pending": True}, "pending_acceptance"),
+    ("pending_acceptance", "c1", {"conversationId": "c1", "pending": False}, "claimed"),
+    ("pending_acceptance", "", {"conversationId": None, "pending": False}, "pending_acceptance"),
+    ("claimed", "c1", {"conversationId": "c1", "pending": False}, "claimed"),
+    ("claimed", "c1", {"conversationId": "c2", "pending": False}, "tainted"),
+    ("claimed", "c1", {"conversationId": None, "pending": False}, "tainted"),
+    ("tainted", "c1", {"conversationId": "c1", "pending": False}, "claimed"),
+    ("tainted", "c1", {"conversationId": "c3", "pending": False}, "tainted"),
+    ("claimed", "", {"conversationId": "c9", "pending": False}, "claimed"),  # nothing recorded to compare
+]
+
+
+@pytest.mark.parametrize("current,recorded,reported,expected", RECONCILE_CASES)
+def test_it_reconciles_a_claim_with_what_the_instance_reports(current, recorded, reported, expected):
+    from pool_app.status_derivation import reconcile_claim
+
+    assert reconcile_claim(current=current, recorded_conversation=recorded, reported=reported)[0] == expected

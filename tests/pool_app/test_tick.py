@@ -99,9 +99,9 @@ def test_one_failing_step_does_not_stop_the_others(fake, monkeypatch):
     def broken(config):
         raise RuntimeError("pending check exploded")
 
-    monkeypatch.setattr(tick_module, "resolve_pending", broken)
+    monkeypatch.setattr(tick_module, "reconcile_claims", broken)
     report = pool_tick()
-    assert "resolve_pending" in report["errors"]
+    assert "reconcile_claims" in report["errors"]
     assert report["steps"]["top_up"]["created"] == 3  # the step after it still ran
 
 
@@ -222,11 +222,25 @@ def test_pool_settings_from_admin_take_effect_at_the_next_tick(fake):
 
 
 def test_it_resolves_pending_acceptance_when_the_owner_accepts(fake):
-    (instance,) = _fleet(fake, 1, status=S.PENDING_ACCEPTANCE, claimed_at=timezone.now())
+    (instance,) = _fleet(fake, 1, status=S.PENDING_ACCEPTANCE, claimed_at=timezone.now(), conversation_id="conv-joined")
     fake.instances[instance.pk].bound = True
     fake.pending.add(instance.pk)
     pool_tick()
     assert Instance.objects.get(pk=instance.pk).status == S.PENDING_ACCEPTANCE  # kept while pending
     fake.pending.discard(instance.pk)
+    pool_tick()
+    assert Instance.objects.get(pk=instance.pk).status == S.CLAIMED
+
+
+def test_a_claimed_instance_reporting_another_conversation_is_tainted_until_it_matches(fake):
+    (instance,) = _fleet(fake, 1, status=S.CLAIMED, claimed_at=timezone.now(), conversation_id="conv-accepted")
+    fake.instances[instance.pk].bound = True  # the fake reports "conv-accepted" while bound
+    pool_tick()
+    assert Instance.objects.get(pk=instance.pk).status == S.CLAIMED
+    fake.instances[instance.pk].bound = False  # it lost its conversation (reset behind the pool's back)
+    pool_tick()
+    assert Instance.objects.get(pk=instance.pk).status == S.TAINTED
+    assert fake.calls.get("destroy", 0) == 0  # tainted is for operators to look at, never destroyed
+    fake.instances[instance.pk].bound = True
     pool_tick()
     assert Instance.objects.get(pk=instance.pk).status == S.CLAIMED
