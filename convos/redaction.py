@@ -7,7 +7,7 @@ from functools import lru_cache
 # Shapes of secrets whatever their source: bearer headers, OpenRouter and GitHub keys, private keys.
 _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"sk-or-v1-[A-Za-z0-9]{8,}"),
+    re.compile(r"sk-or-v1-[A-Za-z0-9_-]{8,}"),
     re.compile(r"gh[pousr]_[A-Za-z0-9]{8,}"),
     re.compile(r"0x[0-9a-fA-F]{64}"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),

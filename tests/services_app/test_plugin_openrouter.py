@@ -12,8 +12,8 @@ from services_app.plugins.openrouter import plugin
 from services_app.providers.base import ProviderError
 
 BASE = "https://openrouter.test/api/v1"
-MGMT = "sk-or-v1-managementkey0123456789"
-SECRET = "sk-or-v1-instancekey9876543210"
+MGMT = "sk-or-v1-fake_management_key_0123"
+SECRET = "sk-or-v1-fake_instance_key_9876"
 CREATED = {"key": SECRET, "data": {"hash": "h4sh", "name": "convos-abc", "limit": 20.0, "limit_reset": "monthly"}}
 
 

@@ -156,8 +156,8 @@ def test_no_provider_secret_reaches_logs_responses_or_admin(settings, emitted_lo
 
     settings.INFRA_PROVIDER = "fake"
     settings.OPENROUTER_API_URL = "https://openrouter.test/api/v1"
-    settings.OPENROUTER_MANAGEMENT_KEY = "sk-or-v1-managementsecret0123456789abcdef"
-    instance_key = "sk-or-v1-instancesecret0123456789abcdef"
+    settings.OPENROUTER_MANAGEMENT_KEY = "sk-or-v1-fake_management_secret_0123456789"
+    instance_key = "sk-or-v1-fake_instance_secret_0123456789"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add_passthru(re.compile(r"http://127\.0\.0\.1:\d+/"))
         rsps.add(responses.POST, "https://openrouter.test/api/v1/keys", status=201, json={"key": instance_key, "data": {"hash": "h1"}})

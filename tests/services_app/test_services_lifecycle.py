@@ -19,7 +19,7 @@ from tests.services_app.fake_railway import FakeRailway
 
 OPENROUTER = "https://openrouter.test/api/v1"
 AGENTMAIL = "https://agentmail.test/v0"
-MGMT_KEY = "sk-or-v1-managementkey0123456789abcdef"
+MGMT_KEY = "sk-or-v1-fake_management_key_0123456789"
 HEALTH = re.compile(r"https://.*\.up\.railway\.app/pool/health")
 
 
@@ -50,7 +50,7 @@ def railway(settings, rsps, monkeypatch) -> FakeRailway:
 def _openrouter(rsps) -> None:
     def create(request):
         n = uuid.uuid4().hex[:12]
-        return 201, {}, f'{{"key": "sk-or-v1-instancekey{n}0123456789", "data": {{"hash": "hash-{n}", "name": "x", "limit": 20}}}}'
+        return 201, {}, f'{{"key": "sk-or-v1-fake_instance_{n}_0123456789", "data": {{"hash": "hash-{n}", "name": "x", "limit": 20}}}}'
 
     rsps.add_callback(responses.POST, f"{OPENROUTER}/keys", callback=create, content_type="application/json")
     rsps.add(responses.DELETE, re.compile(rf"{re.escape(OPENROUTER)}/keys/hash-\w+"), json={"deleted": True})
