@@ -54,9 +54,6 @@ class InfraProvider(Protocol):
     def redeploy(self, ref: InfraRef) -> InfraRef:
         """Restart the instance on the current image; returns the (possibly updated) reference."""
 
-    def set_variables(self, ref: InfraRef, variables: dict[str, str]) -> InfraRef:
-        """Add or replace environment variables of a running instance (it restarts to read them)."""
-
 
 # Railway DeploymentStatus values grouped the way the pool's status derivation reads them.
 SLEEPING = frozenset({"SLEEPING"})

@@ -12,8 +12,7 @@ exactly as it reaches a real runtime, over HTTP:
 
 State lives in memory only: an instance exists for as long as this process does, and a process
 that did not create it (another gunicorn worker, a restart) reports it REMOVED. Bearer tokens are
-not checked. `deploy_states` does no I/O: every known instance is SUCCESS; `redeploy` is a no-op
-and `set_variables` only records the variables.
+not checked. `deploy_states` does no I/O: every known instance is SUCCESS; `redeploy` is a no-op.
 
 Knob (Django settings, read on every request): FAKE_HEALTH_LATENCY_MS (default 0) sleeps inside
 the health handler to simulate the network between the pool and a real instance.
@@ -230,10 +229,3 @@ class FakeProvider:
     def redeploy(self, ref: InfraRef) -> InfraRef:
         return ref
 
-    def set_variables(self, ref: InfraRef, variables: dict[str, str]) -> InfraRef:
-        instance = _instances.get(ref.instance_id)
-        if instance is None:
-            raise ProviderError(f"Fake instance {ref.instance_id} does not exist", permanent=True)
-        with instance.lock:
-            instance.variables.update(variables)
-        return ref

@@ -104,20 +104,6 @@ class LocalProvider:
         self._stop_process(ref)
         return self.start(ref)
 
-    def set_variables(self, ref: InfraRef, variables: dict[str, str]) -> InfraRef:
-        home = self._home(ref)
-        env_path = home / ENV_FILE
-        merged = {**json.loads(env_path.read_text()), **variables}
-        tmp = env_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(merged, handle)
-        os.replace(tmp, env_path)
-        if ref.provider_state.get("stopped"):
-            return ref  # read at its next start
-        # A process cannot take new variables: restart it on the same data, as Railway redeploys.
-        return self.redeploy(ref)
-
     # --- local-only operations (the pool's stop/start of a development fleet) ---------------------
     def stop(self, ref: InfraRef) -> InfraRef:
         self._stop_process(ref)

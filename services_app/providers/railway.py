@@ -151,24 +151,6 @@ class RailwayProvider:
         deployment_id = self._deploy(ref.railway_service_id, ref.railway_environment_id)
         return replace(ref, provider_state={**ref.provider_state, "deployment_id": deployment_id})
 
-    def set_variables(self, ref: InfraRef, variables: dict[str, str]) -> InfraRef:
-        self._require_service(ref)
-        # Railway redeploys the service with the new variables (skipDeploys false).
-        self.client.execute(
-            docs.VARIABLE_COLLECTION_UPSERT,
-            {
-                "input": {
-                    "projectId": ref.railway_project_id,
-                    "environmentId": ref.railway_environment_id,
-                    "serviceId": ref.railway_service_id,
-                    "variables": dict(variables),
-                    "replace": False,
-                    "skipDeploys": False,
-                }
-            },
-        )
-        return ref
-
     # --- creation steps --------------------------------------------------------------------------
     def _build(self, instance_id: str, project_id: str, project: dict[str, Any], variables: dict[str, str]) -> InfraRef:
         environment_id = self._environment(project_id, project)

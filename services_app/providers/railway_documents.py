@@ -95,12 +95,6 @@ mutation ServiceInstanceDeploy($serviceId: String!, $environmentId: String!) {
 }
 """
 
-VARIABLE_COLLECTION_UPSERT = """
-mutation VariableCollectionUpsert($input: VariableCollectionUpsertInput!) {
-  variableCollectionUpsert(input: $input)
-}
-"""
-
 # The fleet's deploy states, a page of projects per call. Service instances are read through
 # `environments` (Service.serviceInstances is deprecated in the schema).
 WORKSPACE_PROJECTS = """
@@ -154,7 +148,6 @@ ALL_DOCUMENTS: tuple[str, ...] = (
     SERVICE_INSTANCE_LIMITS_UPDATE,
     SERVICE_INSTANCE_UPDATE,
     SERVICE_INSTANCE_DEPLOY,
-    VARIABLE_COLLECTION_UPSERT,
     WORKSPACE_PROJECTS,
     WORKSPACE_PROJECT_NAMES,
 )

@@ -229,14 +229,6 @@ class FakeRailway:
     def _gql_serviceInstanceDeployV2(self, serviceId: str, environmentId: str, commitSha: str | None = None) -> str:
         return self._deploy(self._service(serviceId)[1])
 
-    def _gql_variableCollectionUpsert(self, input: dict[str, Any]) -> bool:
-        self._project(input["projectId"])
-        _, service = self._service(input["serviceId"])
-        service["variables"] = {**({} if input.get("replace") else service["variables"]), **input["variables"]}
-        if not input.get("skipDeploys") and service["source"]:
-            self._deploy(service)
-        return True
-
     def _gql_projects(self, workspaceId: str | None = None, first: int | None = None, after: str | None = None, **_: Any) -> dict[str, Any]:
         listed = [p for p in self.projects.values() if workspaceId is None or p["workspaceId"] == workspaceId]
         start = int(after) + 1 if after else 0

@@ -240,22 +240,9 @@ def test_it_redeploys_with_a_new_deployment_of_the_image(provider, fake):
     assert len(deployments) == 2 and new_ref.provider_state["deployment_id"] == deployments[-1]["id"]
 
 
-def test_it_sets_variables_on_the_service_and_railway_redeploys(provider, fake):
-    ref = provider.create(instance_id="abc123", variables=VARIABLES)
-    assert provider.set_variables(ref, {"AGENTMAIL_INBOX_ID": "inbox-1"}) == ref
-    assert variables_of(fake, "variableCollectionUpsert") == {
-        "input": {
-            "projectId": ref.railway_project_id, "environmentId": ref.railway_environment_id, "serviceId": ref.railway_service_id,
-            "variables": {"AGENTMAIL_INBOX_ID": "inbox-1"}, "replace": False, "skipDeploys": False,
-        }
-    }
-    deployments = fake.service_of(ref.railway_project_id)["deployments"]
-    assert deployments[-1]["variables"] == {**VARIABLES, "AGENTMAIL_INBOX_ID": "inbox-1"}
-
-
 def test_it_refuses_to_touch_an_instance_without_railway_ids(provider, fake):
     with pytest.raises(ProviderError) as failed:
-        provider.set_variables(InfraRef(instance_id="x"), {"A": "1"})
+        provider.redeploy(InfraRef(instance_id="x"))
     assert failed.value.permanent is True and not fake.calls
 
 
