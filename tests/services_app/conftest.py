@@ -7,6 +7,33 @@ import responses
 from services_app.plugins import http
 
 
+class FakeClock:
+    """A monotonic clock whose `sleep` only moves time on (rate limits and back-off, no waiting)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def rsps():
+    """Faked HTTP where not every registered response has to be used."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
 @pytest.fixture
 def mocked():
     """Every request must match a registered response (unmatched ones fail the test)."""

@@ -24,7 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from graphql import GraphQLSchema, OperationDefinitionNode, build_client_schema, parse, validate
+from graphql import (
+    GraphQLSchema,
+    OperationDefinitionNode,
+    build_client_schema,
+    parse,
+    validate,
+)
 from graphql.execution.values import get_argument_values, get_variable_values
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "contracts" / "railway" / "schema.json"

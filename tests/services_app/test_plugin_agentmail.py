@@ -6,10 +6,10 @@ import json
 import pytest
 import requests
 
-from tests.services_app.plugin_calls import assert_call
 from services_app.plugins.agentmail import plugin
 from services_app.plugins.base import POOL, USER
 from services_app.providers.base import ProviderError
+from tests.services_app.plugin_calls import assert_call
 
 BASE = "https://agentmail.test/v0"
 ORG_KEY = "am_organizationkey0123456789abcdef"

@@ -6,10 +6,10 @@ import json
 import pytest
 import requests
 
-from tests.services_app.plugin_calls import assert_call
 from services_app.plugins.bankr import plugin
 from services_app.plugins.base import POOL, USER
 from services_app.providers.base import ProviderError
+from tests.services_app.plugin_calls import assert_call
 
 BASE = "https://bankr.test"
 POOL_KEY = "bk_poolkey0123456789abcdefghijkl"

@@ -6,10 +6,10 @@ import json
 import pytest
 import requests
 
-from tests.services_app.plugin_calls import assert_call
 from services_app.plugins.base import POOL
 from services_app.plugins.openrouter import plugin
 from services_app.providers.base import ProviderError
+from tests.services_app.plugin_calls import assert_call
 
 BASE = "https://openrouter.test/api/v1"
 MGMT = "sk-or-v1-fake_management_key_0123"

@@ -8,7 +8,12 @@ import responses
 
 from services_app.plugins import wallet
 from services_app.plugins.base import POOL
-from services_app.plugins.wallet import SECP256K1_N, address_of, checksum_address, plugin
+from services_app.plugins.wallet import (
+    SECP256K1_N,
+    address_of,
+    checksum_address,
+    plugin,
+)
 from services_app.providers.base import ProviderError
 
 

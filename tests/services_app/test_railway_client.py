@@ -11,34 +11,11 @@ from services_app.providers.base import ProviderError
 from services_app.providers.railway_client import RailwayClient, RailwayError
 from services_app.providers.railway_documents import PROJECT_CREATE, PROJECT_DELETE
 from services_app.providers.rate_limit import CreateSpacer, TokenBucket
+from tests.services_app.conftest import FakeClock
 
 API = "https://railway.test/graphql/v2"
 CREATE_VARS = {"input": {"name": "convos-agent-x", "workspaceId": "ws-1"}}
 OK_CREATE = {"data": {"projectCreate": {"id": "p1", "name": "convos-agent-x", "environments": {"edges": []}}}}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 def make_client(clock: FakeClock, tokens=("tok-a",), *, rps: float = 1000.0, max_retries: int = 2) -> RailwayClient:

@@ -11,24 +11,13 @@ from services_app.providers import get_provider
 from services_app.providers.base import InfraRef, ProviderError
 from services_app.providers.railway import RailwayProvider
 from services_app.providers.railway_client import RailwayClient
+from tests.services_app.conftest import FakeClock
 from tests.services_app.fake_railway import FakeRailway
-from tests.services_app.test_railway_client import FakeClock
 
 API = "https://railway.test/graphql/v2"
 IMAGE = "ghcr.io/xmtplabs/convos-runtime:staging"
 VARIABLES = {"INSTANCE_ID": "abc123", "GATEWAY_TOKEN": "gw-secret", "XMTP_ENV": "dev"}
 CONFIG_STEPS = ["serviceCreate", "volumeCreate", "serviceDomainCreate", "serviceInstanceLimitsUpdate"]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture

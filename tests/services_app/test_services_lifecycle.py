@@ -9,7 +9,8 @@ import uuid
 import pytest
 import responses
 
-from pool_app.models import Instance, InstanceStatus as S
+from pool_app.models import Instance
+from pool_app.models import InstanceStatus as S
 from pool_app.services import pool_tick
 from services_app import facade
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
@@ -21,12 +22,6 @@ OPENROUTER = "https://openrouter.test/api/v1"
 AGENTMAIL = "https://agentmail.test/v0"
 MGMT_KEY = "sk-or-v1-fake_management_key_0123456789"
 HEALTH = re.compile(r"https://.*\.up\.railway\.app/pool/health")
-
-
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 @pytest.fixture
