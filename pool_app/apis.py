@@ -50,6 +50,15 @@ class InstanceOutputSerializer(serializers.Serializer):
     claimedAt = serializers.DateTimeField(source="claimed_at")
 
 
+def _join_url(value: str | None) -> str | None:
+    """A joinUrl the pool's instances can join (an invite of its own Convos environment), or None."""
+    if value:
+        problem = join_url_problem(value, xmtp_env=settings.XMTP_ENV)
+        if problem:
+            raise serializers.ValidationError(problem)
+    return value or None
+
+
 def _body(request: Request) -> dict:
     if not isinstance(request.data, dict):
         raise serializers.ValidationError({"body": "Must be a JSON object"})
@@ -74,11 +83,7 @@ class PoolClaimApi(APIView):
             return data
 
         def validate_joinUrl(self, value: str | None) -> str | None:
-            if value:
-                problem = join_url_problem(value, xmtp_env=settings.XMTP_ENV)
-                if problem:
-                    raise serializers.ValidationError(problem)
-            return value or None
+            return _join_url(value)
 
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -185,7 +190,7 @@ class InstanceCloneApi(APIView):
         joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
 
         def validate_joinUrl(self, value: str | None) -> str | None:
-            return PoolClaimApi.InputSerializer.validate_joinUrl(self, value)  # type: ignore[arg-type]
+            return _join_url(value)
 
     def post(self, request: Request, instance_id: str) -> Response:
         data = self.InputSerializer(data=request.data if isinstance(request.data, dict) else {})
