@@ -14,9 +14,18 @@ logger = logging.getLogger(__name__)
 DB = "pool"
 
 
+def _event(*, instance_id: str, from_status: str, to_status: str, reason: str, actor: str) -> InstanceEvent:
+    return InstanceEvent(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=redact(reason)[:2000], actor=actor)
+
+
 def record_event(*, instance_id: str, from_status: str, to_status: str, reason: str, actor: str) -> None:
-    InstanceEvent.objects.using(DB).create(
-        instance_id=instance_id, from_status=from_status, to_status=to_status, reason=redact(reason)[:2000], actor=actor
+    _event(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=reason, actor=actor).save(using=DB)
+
+
+def record_events(*, instance_ids: list[str], from_status: str, to_status: str, reason: str, actor: str) -> None:
+    """The same event for many instances in one insert (e.g. a batch of creations)."""
+    InstanceEvent.objects.using(DB).bulk_create(
+        _event(instance_id=i, from_status=from_status, to_status=to_status, reason=reason, actor=actor) for i in instance_ids
     )
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.utils import timezone
 
 from convos.concurrency import map_concurrently
 from pool_app.models import Instance, InstanceStatus
-from pool_app.transitions import record_event, transition
+from pool_app.transitions import record_events, transition
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ def instances_create(*, count: int, actor: str, concurrency: int) -> list[str]:
         return []
     now = timezone.now()
     rows = [Instance(status=InstanceStatus.STARTING, deploy_status=CREATING, unhealthy_since=now) for _ in range(count)]
-    Instance.objects.using(DB).bulk_create(rows)
-    for row in rows:
-        record_event(instance_id=row.pk, from_status="", to_status=InstanceStatus.STARTING, reason="created", actor=actor)
+    with transaction.atomic(using=DB):
+        Instance.objects.using(DB).bulk_create(rows)
+        record_events(instance_ids=[r.pk for r in rows], from_status="", to_status=InstanceStatus.STARTING, reason="created", actor=actor)
 
     def create(instance_id: str) -> str | None:
         try:
