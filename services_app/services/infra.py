@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from convos.concurrency import map_with_deadline
 from services_app import instance_secrets, runtime_client
-from services_app.models import InstanceInfra, InstanceService, ResourceStatus
+from services_app.models import InstanceInfra, InstanceService
 from services_app.plugins import all_plugins
 from services_app.plugins.base import ProvisionedResource
 from services_app.providers import get_provider
@@ -285,6 +285,6 @@ def local_fleet_start() -> list[str]:
 
 
 __all__ = [
-    "ResourceStatus", "instance_create", "instance_destroy", "instance_redeploy", "status_batch", "teardown_retry",
+    "instance_create", "instance_destroy", "instance_redeploy", "status_batch", "teardown_retry",
     "local_fleet_start", "local_fleet_stop", "live_infra", "gateway_token", "infra_ref", "save_ref",
 ]
