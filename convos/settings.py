@@ -152,6 +152,14 @@ POOL_MAX_TOTAL = env.int("POOL_MAX_TOTAL", default=50)
 POOL_STUCK_TIMEOUT_MS = env.int("POOL_STUCK_TIMEOUT_MS", default=900_000)
 POOL_CREATE_CONCURRENCY = env.int("POOL_CREATE_CONCURRENCY", default=8)
 CLAIM_TIMEOUT_MS = env.int("CLAIM_TIMEOUT_MS", default=180_000)
+# A row whose creation has not been recorded after this long (its worker died, or the provider's
+# answer was lost) is reconciled: whatever the provider holds for it is destroyed, the row deleted.
+POOL_CREATE_TIMEOUT_MS = env.int("POOL_CREATE_TIMEOUT_MS", default=900_000)
+# Each tick asks this many idle instances (least recently checked first) whether they are bound
+# to a conversation; a bound one is taken out of the pool. 0 turns the audit off.
+POOL_IDLE_AUDIT_SAMPLE = env.int("POOL_IDLE_AUDIT_SAMPLE", default=10)
+# Resets in a row that leave an instance unclean before it is given up as dead and replaced.
+POOL_MAX_RESET_FAILURES = env.int("POOL_MAX_RESET_FAILURES", default=3)
 TICK_INTERVAL_MS = env.int("TICK_INTERVAL_MS", default=30_000)
 # While the pool is short of idle instances and some are starting, check again this soon instead
 # of waiting a whole interval (0 turns it off). Only then: a full pool costs no extra calls.
@@ -175,6 +183,10 @@ HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=5.0)
 # The whole batch of health checks in one status call stops waiting after this long.
 HEALTH_CHECK_BATCH_DEADLINE_S = env.float("HEALTH_CHECK_BATCH_DEADLINE_S", default=20.0)
 PROVISION_TIMEOUT_S = env.float("PROVISION_TIMEOUT_S", default=75.0)
+# Self-provisioning (an instance asking for a tool with its own token): tools a claim without a
+# template may grant (a template grants its own pool tools), and calls per instance per hour.
+SELF_PROVISION_TOOLS = env.list("SELF_PROVISION_TOOLS", default=[])
+SELF_PROVISION_MAX_PER_HOUR = env.int("SELF_PROVISION_MAX_PER_HOUR", default=10)
 OPENCLAW_PRIMARY_MODEL = env.str("OPENCLAW_PRIMARY_MODEL", default="")
 # Local infra provider: one `python -m runtime` process per instance on this machine.
 LOCAL_INSTANCES_DIR = Path(env.str("LOCAL_INSTANCES_DIR", default=str(VAR_DIR / "instances")))

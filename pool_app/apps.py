@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class PoolAppConfig(AppConfig):
     name = "pool_app"
     verbose_name = "Pool"
+
+    def ready(self) -> None:
+        from pool_app.receivers import record_self_provision
+        from services_app.signals import self_provision_requested
+
+        # The instance calls services directly, so services tells whoever listens; dispatch_uid
+        # keeps one receiver when ready() runs twice (tests, autoreload).
+        self_provision_requested.connect(record_self_provision, dispatch_uid="pool-record-self-provision")

@@ -35,6 +35,9 @@ class PoolConfig:
     paused: bool = False
     outage_threshold: float = 0.5
     outage_min_instances: int = 3
+    create_timeout: timedelta = timedelta(minutes=15)
+    idle_audit_sample: int = 10
+    max_reset_failures: int = 3
 
 
 def pool_settings_get() -> PoolSettings:
@@ -59,6 +62,9 @@ def pool_config() -> PoolConfig:
         paused=row.paused,
         outage_threshold=settings.POOL_OUTAGE_THRESHOLD,
         outage_min_instances=settings.POOL_OUTAGE_MIN_INSTANCES,
+        create_timeout=timedelta(milliseconds=settings.POOL_CREATE_TIMEOUT_MS),
+        idle_audit_sample=settings.POOL_IDLE_AUDIT_SAMPLE,
+        max_reset_failures=max(1, settings.POOL_MAX_RESET_FAILURES),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 import string
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -19,6 +20,7 @@ class InstanceStatus(models.TextChoices):
     STARTING = "starting", "starting"  # created, not yet healthy
     IDLE = "idle", "idle"  # healthy, unclaimed: can be handed out
     CLAIMING = "claiming", "claiming"  # reserved by a claim that is provisioning it
+    RESETTING = "resetting", "resetting"  # owned by a recovery: being factory-reset, then idle only if clean
     CLAIMED = "claimed", "claimed"  # bound to a conversation
     PENDING_ACCEPTANCE = "pending_acceptance", "pending acceptance"  # joined, owner not yet accepted
     TAINTED = "tainted", "tainted"  # instance reports another conversation than the pool recorded
@@ -26,8 +28,14 @@ class InstanceStatus(models.TextChoices):
     DEAD = "dead", "dead"  # an unclaimed instance whose deploy died
     SLEEPING = "sleeping", "sleeping"  # the infra put it to sleep; not dead
     STUCK = "stuck", "stuck"  # unclaimed and unhealthy for longer than POOL_STUCK_TIMEOUT_MS
+    DESTROYING = "destroying", "destroying"  # owned by a destroy: being torn down (retried until it is gone)
     DELETED = "deleted", "deleted"  # torn down; the row stays for the record
 
+
+# Statuses whose row is owned by one process doing something to the instance (a claim, a reset, a
+# destroy): observation never moves them; their owner, or the tick's recovery once the owner is
+# overdue, does.
+OWNED_STATUSES = frozenset({InstanceStatus.CLAIMING, InstanceStatus.RESETTING, InstanceStatus.DESTROYING})
 
 # Statuses in which an instance belongs to a claimer.
 CLAIMED_STATUSES = frozenset(
@@ -40,6 +48,7 @@ class Actor(models.TextChoices):
     API = "api", "api"
     ADMIN = "admin", "admin"
     CLI = "cli", "cli"
+    INSTANCE = "instance", "instance"  # the instance itself (self-provisioning through services)
 
 
 class Instance(models.Model):
@@ -59,6 +68,12 @@ class Instance(models.Model):
     owner_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
     parent_instance = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="clones")
     protected = models.BooleanField(default=False, help_text="Never claimed, drained or destroyed by the pool.")
+    # May hold something of a claim (a conversation, credentials, instructions): set when a claim
+    # reserves it, cleared only when a factory reset was followed by the instance reporting itself
+    # clean. An instance with it set never becomes idle by observation alone.
+    needs_reset = models.BooleanField(default=False)
+    reset_failures = models.PositiveSmallIntegerField(default=0)  # resets in a row that did not come back clean
+    audited_at = models.DateTimeField(null=True, blank=True)  # last time an idle instance's binding was checked
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -115,10 +130,17 @@ class PoolSettings(models.Model):
     the tick reads them at its start, so a change takes effect at the next tick."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
-    min_idle = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_MIN_IDLE")
-    max_total = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_MAX_TOTAL (cap on unclaimed instances)")
-    stuck_timeout_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_STUCK_TIMEOUT_MS")
-    create_concurrency = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: POOL_CREATE_CONCURRENCY")
+    # Bounded: a typo (an extra zero or three) must not create thousands of paid instances or
+    # make a dead instance wait a month before it is replaced.
+    min_idle = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(1_000)],
+                                           help_text="Empty: POOL_MIN_IDLE")
+    max_total = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(20_000)],
+                                            help_text="Empty: POOL_MAX_TOTAL (cap on unclaimed instances)")
+    stuck_timeout_ms = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(60_000), MaxValueValidator(7 * 24 * 3600 * 1000)],
+        help_text="Empty: POOL_STUCK_TIMEOUT_MS")
+    create_concurrency = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(64)],
+                                                     help_text="Empty: POOL_CREATE_CONCURRENCY")
     paused = models.BooleanField(default=False, help_text="Paused: the tick observes but creates and destroys nothing")
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -29,8 +29,10 @@ def record_events(*, instance_ids: list[str], from_status: str, to_status: str, 
     )
 
 
-def transition(instance_id: str, *, from_status: str, to_status: str, actor: str, reason: str, **fields: Any) -> bool:
-    """Move the instance from `from_status` to `to_status` if it is still in `from_status`.
+def transition(instance_id: str, *, from_status: str, to_status: str, actor: str, reason: str,
+               expect: dict[str, Any] | None = None, **fields: Any) -> bool:
+    """Move the instance from `from_status` to `to_status` if it is still in `from_status` (and its
+    fields still have the `expect`ed values).
 
     A conditional UPDATE instead of a lock: two processes racing on one instance cannot both win,
     and the loser learns it from the return value. The event is written in the same transaction.
@@ -40,7 +42,7 @@ def transition(instance_id: str, *, from_status: str, to_status: str, actor: str
         values = dict(fields, status=to_status, updated_at=now)
         if to_status != from_status:
             values["status_changed_at"] = now
-        changed = Instance.objects.using(DB).filter(pk=instance_id, status=from_status).update(**values)
+        changed = Instance.objects.using(DB).filter(pk=instance_id, status=from_status, **(expect or {})).update(**values)
         if changed and to_status != from_status:
             record_event(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
     if changed and to_status != from_status:

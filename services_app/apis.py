@@ -64,7 +64,8 @@ class ProvisionToolApi(_ServicesApi):
     def post(self, request: Request, instance_id: str, tool_id: str) -> Response:
         data = self.InputSerializer(data=request.data if isinstance(request.data, dict) else {})
         data.is_valid(raise_exception=True)
-        return Response(services.tool_provision(instance_id=instance_id, tool_id=tool_id, user_config=data.validated_data.get("userConfig")))
+        return Response(services.tool_provision(instance_id=instance_id, tool_id=tool_id, user_config=data.validated_data.get("userConfig"),
+                                                by_instance=not request.user.is_pool))
 
 
 class CheckUserConfigApi(_ServicesApi):
@@ -89,6 +90,7 @@ class ConfigureApi(_ServicesApi):
         model = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
         joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
         update = StrictBooleanField(required=False, default=False)
+        selfProvisionTools = serializers.ListField(child=StrictCharField(max_length=32), required=False, default=list, max_length=32)
 
     def post(self, request: Request, instance_id: str) -> Response:
         data = self.InputSerializer(data=_body(request))
@@ -97,7 +99,13 @@ class ConfigureApi(_ServicesApi):
         return Response(services.instance_configure(
             instance_id=instance_id, agent_name=v["agentName"], instructions=v["instructions"],
             model=v.get("model") or None, join_url=v.get("joinUrl") or None, update=v["update"],
+            self_provision_tools=v["selfProvisionTools"],
         ))
+
+
+class AbandonCreationApi(_ServicesApi):
+    def post(self, request: Request, instance_id: str) -> Response:
+        return Response(services.instance_abandon_creation(instance_id=instance_id))
 
 
 class ResetApi(_ServicesApi):

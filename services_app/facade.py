@@ -14,9 +14,10 @@ from django.conf import settings
 
 from services_app import http_client
 from services_app.services.errors import ServicesError
+from services_app.signals import self_provision_requested
 
 __all__ = [
-    "ServicesError", "create_instance", "destroy", "status_batch", "configure", "convos_status", "reset",
+    "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "reset",
     "redeploy", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
 ]
 
@@ -42,6 +43,14 @@ def create_instance(instance_id: str) -> dict[str, str]:
     return _local().instance_create(instance_id=instance_id)
 
 
+def abandon_creation(instance_id: str) -> dict[str, Any]:
+    """POST /abandon-creation/:instanceId -> {ok, found}: destroy whatever a creation that never
+    finished left, recorded by services or only at the provider."""
+    if _remote():
+        return http_client.call("POST", f"abandon-creation/{_q(instance_id)}", {})
+    return _local().instance_abandon_creation(instance_id=instance_id)
+
+
 def destroy(instance_id: str) -> dict[str, Any]:
     """DELETE /destroy/:instanceId -> {ok, pendingResources}"""
     if _remote():
@@ -57,15 +66,17 @@ def status_batch(instance_ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def configure(instance_id: str, *, agent_name: str, instructions: str, join_url: str | None = None,
-              model: str | None = None, update: bool = False) -> dict[str, Any]:
+              model: str | None = None, update: bool = False, self_provision_tools: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """POST /configure/:instanceId -> {ok, conversationId, inviteUrl, joined, status}
 
-    `update`: push a new name and instructions to an instance that is already bound (template sync)."""
+    `update`: push a new name and instructions to an instance that is already bound (template sync).
+    `self_provision_tools`: what the bound instance may then provision for itself."""
     if _remote():
-        body = {"agentName": agent_name, "instructions": instructions, "joinUrl": join_url, "model": model, "update": update}
+        body = {"agentName": agent_name, "instructions": instructions, "joinUrl": join_url, "model": model, "update": update,
+                "selfProvisionTools": list(self_provision_tools)}
         return http_client.call("POST", f"configure/{_q(instance_id)}", body)
     return _local().instance_configure(instance_id=instance_id, agent_name=agent_name, instructions=instructions,
-                                       join_url=join_url, model=model, update=update)
+                                       join_url=join_url, model=model, update=update, self_provision_tools=self_provision_tools)
 
 
 def convos_status(instance_id: str) -> dict[str, Any]:

@@ -24,6 +24,10 @@ class InstanceInfra(models.Model):
     secret_nonce = models.CharField(max_length=64)
     instance_services_token_hash = models.CharField(max_length=64, db_index=True)
     last_error = models.TextField(blank=True, default="")
+    # Self-provisioning (the instance asking for a tool with its own token) is allowed only while
+    # it is bound to a claim, and only for the tools the claim granted; a reset clears both.
+    bound_at = models.DateTimeField(null=True, blank=True)
+    self_provision_tools = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     # Set when the instance was torn down while some resource could not be destroyed yet: the row

@@ -22,7 +22,9 @@ class RuntimeCallError(Exception):
 def _call(method: str, url: str, *, token: str | None, timeout: float, json_body: dict | None = None) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.request(method, url, json=json_body, headers=headers, timeout=timeout)
+        # Never follow a redirect: an instance is only ever asked at its own URL, and a compromised
+        # one must not point services' requests (with its headers) anywhere else.
+        response = requests.request(method, url, json=json_body, headers=headers, timeout=timeout, allow_redirects=False)
     except requests.Timeout as exc:
         raise RuntimeCallError(f"{method} {_path(url)} timed out after {timeout:g}s") from exc
     except requests.RequestException as exc:
@@ -31,6 +33,9 @@ def _call(method: str, url: str, *, token: str | None, timeout: float, json_body
         payload = response.json()
     except ValueError:
         payload = None
+    if 300 <= response.status_code < 400:
+        raise RuntimeCallError(f"{method} {_path(url)} answered a redirect ({response.status_code}), which is not followed",
+                               status_code=response.status_code)
     if response.status_code >= 400:
         detail = payload.get("error") if isinstance(payload, dict) else None
         raise RuntimeCallError(
@@ -60,7 +65,7 @@ def _session() -> requests.Session:
 
 def health(base_url: str, *, timeout: float) -> bool:
     try:
-        response = _session().get(f"{base_url}/pool/health", timeout=timeout)
+        response = _session().get(f"{base_url}/pool/health", timeout=timeout, allow_redirects=False)
         return response.status_code == 200 and response.json().get("ready") is True
     except (requests.RequestException, ValueError, AttributeError):
         return False

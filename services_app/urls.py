@@ -10,6 +10,7 @@ urlpatterns = [
     path("redeploy/<id:instance_id>", apis.RedeployApi.as_view()),
     path("provision/<id:instance_id>/<id:tool_id>", apis.ProvisionToolApi.as_view()),
     path("configure/<id:instance_id>", apis.ConfigureApi.as_view()),
+    path("abandon-creation/<id:instance_id>", apis.AbandonCreationApi.as_view()),
     path("reset/<id:instance_id>", apis.ResetApi.as_view()),
     path("convos-status/<id:instance_id>", apis.ConvosStatusApi.as_view()),
     path("registry", apis.RegistryApi.as_view()),

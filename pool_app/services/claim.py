@@ -17,6 +17,7 @@ from convos.auth import OPERATOR
 from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
 from pool_app.models import Instance, InstanceStatus
 from pool_app.qr import qr_data_url
+from pool_app.services.recovery import claim_recover, late_claim_recover
 from pool_app.transitions import transition
 from services_app import facade as services
 
@@ -54,6 +55,8 @@ class ClaimSpec:
     user_config: dict[str, Any] | None = field(default=None, repr=False)
     owner_id: str = ""
     parent_instance_id: str | None = None
+    # What the claimed instance may then provision for itself with its own token.
+    self_provision_tools: tuple[str, ...] = ()
 
 
 def claim_spec(
@@ -108,6 +111,8 @@ def claim_spec(
         agent_name=agent_name, instructions=instructions or "", join_url=join_url, model=model, template_id=template_id or "",
         pool_tools=pool_tools, user_tools=user_tools, user_config=user_config if user_tools else None,
         owner_id=owner_id, parent_instance_id=parent_instance_id,
+        # A template grants exactly its pool tools; a claim without one, the operator's allow list.
+        self_provision_tools=pool_tools if template_id else tuple(settings.SELF_PROVISION_TOOLS),
     )
 
 
@@ -145,7 +150,7 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     protected = frozenset(settings.PROTECTED_INSTANCES) | skip
     for attempt in range(_RESERVE_ATTEMPTS):
         with transaction.atomic(using=DB):
-            idle = Instance.objects.using(DB).filter(status=InstanceStatus.IDLE, protected=False).exclude(pk__in=protected)
+            idle = Instance.objects.using(DB).filter(status=InstanceStatus.IDLE, protected=False, needs_reset=False).exclude(pk__in=protected)
             candidate = idle.select_for_update(skip_locked=True).order_by("created_at").first()
             if candidate is None:
                 # Every idle row may be locked for an instant by another claim's reservation:
@@ -159,6 +164,7 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
                     reserved = transition(
                         candidate.pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING, actor=actor,
                         reason="claim started", claim_started_at=timezone.now(), join_url=join_url or "",
+                        needs_reset=True,  # from now on it may hold something of this claim
                     )
             except IntegrityError:
                 raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use") from None
@@ -167,53 +173,27 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     return None
 
 
-def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: bool = False) -> str:
-    """Put an instance whose claim failed (or died) back where it is safe (reference section 2).
-
-    A 409 from the instance means it is already bound: its state is not ours to touch, so it goes
-    back to idle with nothing reset. Otherwise the instance is factory-reset and returns to `idle`
-    only if it then reports itself clean; anything else is `crashed`, so a half-provisioned agent
-    is never handed out.
-    """
-    if already_bound:
-        transition(instance_id, from_status=InstanceStatus.CLAIMING, to_status=InstanceStatus.IDLE, actor=actor,
-                   reason=f"{reason}; instance refused (409), left as it was", last_error=reason, join_url="", claim_started_at=None)
-        return InstanceStatus.IDLE
-    try:
-        clean = services.reset(instance_id).get("clean") is True
-        if clean:
-            # Ask again rather than trust the reset's own answer: this is what a new claimer gets.
-            clean = services.convos_status(instance_id).get("clean") is True
-    except services.ServicesError as reset_error:
-        logger.warning("reset of %s after a failed claim failed: %s", instance_id, reset_error.message)
-        clean = False
-    to_status = InstanceStatus.IDLE if clean else InstanceStatus.CRASHED
-    transition(
-        instance_id, from_status=InstanceStatus.CLAIMING, to_status=to_status, actor=actor,
-        reason=f"{reason}; reset {'clean' if clean else 'not clean'}",
-        last_error=reason, claim_started_at=None, join_url="",
-    )
-    return to_status
+def _provision(instance_id: str, spec: ClaimSpec, provisioned: list[tuple[str, str]]) -> dict[str, Any]:
+    """Bind the instance first (its name, instructions and conversation): an instance that refuses
+    (409, already bound to someone) has then seen nothing of this claim. Only once it accepted do
+    the template's tools and the user's credentials go to it; each one given is appended to
+    `provisioned`, so the caller can take them back if the claim does not complete."""
+    answer = services.configure(instance_id, agent_name=spec.agent_name, instructions=spec.instructions,
+                                join_url=spec.join_url, model=spec.model, self_provision_tools=spec.self_provision_tools)
+    for tool_id in spec.pool_tools:
+        provisioned.append((tool_id, services.provision_tool(instance_id, tool_id)["resourceId"]))
+    for tool_id in spec.user_tools:
+        provisioned.append((tool_id, services.provision_tool(instance_id, tool_id, user_config=spec.user_config)["resourceId"]))
+    return answer
 
 
-def _provision(instance_id: str, spec: ClaimSpec) -> dict[str, Any]:
-    """Give the instance the template's tools, then its name and instructions. If any step fails,
-    the tools provisioned for this claim are destroyed before the error goes on."""
-    provisioned: list[tuple[str, str]] = []
-    try:
-        for tool_id in spec.pool_tools:
-            provisioned.append((tool_id, services.provision_tool(instance_id, tool_id)["resourceId"]))
-        for tool_id in spec.user_tools:
-            provisioned.append((tool_id, services.provision_tool(instance_id, tool_id, user_config=spec.user_config)["resourceId"]))
-        return services.configure(instance_id, agent_name=spec.agent_name, instructions=spec.instructions,
-                                  join_url=spec.join_url, model=spec.model)
-    except services.ServicesError:
-        for tool_id, resource_id in reversed(provisioned):
-            try:
-                services.destroy_tool(instance_id, tool_id, resource_id)
-            except services.ServicesError as exc:  # services keeps it recorded as destroy_failed
-                logger.warning("rolling back %s of %s failed: %s", tool_id, instance_id, exc.message)
-        raise
+def _take_back(instance_id: str, provisioned: list[tuple[str, str]]) -> None:
+    """Destroy the tools this claim gave (services keeps any it cannot destroy now for the tick's retry)."""
+    for tool_id, resource_id in reversed(provisioned):
+        try:
+            services.destroy_tool(instance_id, tool_id, resource_id)
+        except services.ServicesError as exc:
+            logger.warning("rolling back %s of %s failed: %s", tool_id, instance_id, exc.message)
 
 
 def instance_claim(
@@ -237,17 +217,22 @@ def instance_claim(
         if instance is None:
             raise Unavailable("No idle instance is available right now; the pool is refilling, retry shortly", code="no_idle_instance")
         started = time.perf_counter()
+        provisioned: list[tuple[str, str]] = []
         try:
-            answer = _provision(instance.pk, spec)
+            answer = _provision(instance.pk, spec, provisioned)
             provision_ms = (time.perf_counter() - started) * 1000
             break
-        except services.ServicesError as exc:
-            bound = exc.code == "already_bound"
-            claim_recover(instance.pk, reason=f"provision failed: {exc.message}", actor=actor, already_bound=bound)
+        except Exception as exc:  # whatever failed, the instance is recovered before the error goes on
+            message = exc.message if isinstance(exc, services.ServicesError) else f"{exc.__class__.__name__}: {exc}"
+            bound = isinstance(exc, services.ServicesError) and exc.code == "already_bound"
+            _take_back(instance.pk, provisioned)
+            claim_recover(instance.pk, reason=f"provision failed: {message}", actor=actor, already_bound=bound)
             tried.add(instance.pk)
+            if not isinstance(exc, services.ServicesError):
+                raise
             # An instance that says it is already bound was not really idle: try another one.
             if not bound or len(tried) >= _BOUND_RETRIES:
-                raise UpstreamFailed(f"Provisioning instance {instance.pk} failed: {exc.message}", code="provision_failed") from exc
+                raise UpstreamFailed(f"Provisioning instance {instance.pk} failed: {message}", code="provision_failed") from exc
 
     pending = answer.get("status") == "pending_acceptance"
     to_status = InstanceStatus.PENDING_ACCEPTANCE if pending else InstanceStatus.CLAIMED
@@ -263,8 +248,11 @@ def instance_claim(
     )
     if not claimed:
         # Only the tick's recovery of a claim older than CLAIM_TIMEOUT_MS moves a `claiming`
-        # instance; it has been reset since, so handing it out now would be a lie.
+        # instance: handing it out now would be a lie. What this claim did after that recovery's
+        # reset (a binding, tools) is taken back, and the instance reset once more.
         logger.error("claim of %s finished after it was recovered; not handing it out", instance.pk)
+        _take_back(instance.pk, provisioned)
+        late_claim_recover(instance.pk, actor=actor, reason="a claim finished after it was recovered")
         raise UpstreamFailed(f"Claim of instance {instance.pk} timed out", code="claim_timed_out")
     return ClaimResult(
         instance_id=instance.pk,

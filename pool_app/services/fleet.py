@@ -35,37 +35,74 @@ def instances_create(*, count: int, actor: str, concurrency: int) -> list[str]:
     def create(instance_id: str) -> str | None:
         try:
             created = services.create_instance(instance_id)
-        except services.ServicesError as exc:
-            logger.warning("creating instance %s failed: %s", instance_id, exc.message)
-            transition(instance_id, from_status=InstanceStatus.STARTING, to_status=InstanceStatus.DELETED, actor=actor,
-                       reason=f"create failed: {exc.message}", last_error=exc.message, deleted_at=timezone.now())
+        except Exception as exc:  # whatever failed, the provider may hold something: give it up cleanly
+            message = exc.message if isinstance(exc, services.ServicesError) else f"{exc.__class__.__name__}: {exc}"
+            logger.warning("creating instance %s failed: %s", instance_id, message)
+            creation_abandon(instance_id=instance_id, actor=actor, reason=f"create failed: {message}")
             return None
-        Instance.objects.using(DB).filter(pk=instance_id).update(url=created["url"], deploy_status="deploying")
+        recorded = Instance.objects.using(DB).filter(pk=instance_id, status=InstanceStatus.STARTING, deploy_status=CREATING).update(
+            url=created["url"], deploy_status="deploying")
+        if not recorded:
+            # The tick gave this creation up while it ran (older than POOL_CREATE_TIMEOUT_MS): what
+            # it made now belongs to nobody.
+            logger.warning("instance %s was created after its creation was abandoned; destroying it", instance_id)
+            _abandon_at_services(instance_id)
+            return None
         return instance_id
 
     return [i for i in map_concurrently(create, [r.pk for r in rows], max_workers=concurrency) if i]
 
 
+def _abandon_at_services(instance_id: str) -> bool:
+    try:
+        services.abandon_creation(instance_id)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the row stays `destroying`; the tick retries
+        logger.warning("cleaning up the creation of %s failed: %s", instance_id, getattr(exc, "message", exc))
+        Instance.objects.using(DB).filter(pk=instance_id).update(last_error=str(getattr(exc, "message", exc))[:2000])
+        return False
+
+
+def creation_abandon(*, instance_id: str, actor: str, reason: str) -> bool:
+    """Give up a creation that failed or never finished: own the row (`starting` while still
+    creating -> `destroying`), remove whatever the provider holds for it, then `deleted`.
+    Returns True once the row is deleted; a failed clean-up leaves it `destroying` for the tick."""
+    if not transition(instance_id, from_status=InstanceStatus.STARTING, to_status=InstanceStatus.DESTROYING, actor=actor,
+                      reason=reason, expect={"deploy_status": CREATING}, last_error=reason[:2000]):
+        return False
+    return _finish_destroy(instance_id, actor=actor, reason=reason)
+
+
+def _finish_destroy(instance_id: str, *, actor: str, reason: str) -> bool:
+    """The row is `destroying` and ours: tear it down at services, then mark it deleted."""
+    creating = Instance.objects.using(DB).filter(pk=instance_id, deploy_status=CREATING).exists()
+    if creating:
+        if not _abandon_at_services(instance_id):
+            return False
+    else:
+        try:
+            services.destroy(instance_id)
+        except services.ServicesError as exc:
+            Instance.objects.using(DB).filter(pk=instance_id).update(last_error=exc.message)
+            logger.warning("destroying %s failed: %s", instance_id, exc.message)
+            return False
+    return transition(instance_id, from_status=InstanceStatus.DESTROYING, to_status=InstanceStatus.DELETED, actor=actor,
+                      reason=reason, deleted_at=timezone.now())
+
+
 def instance_destroy(*, instance_id: str, actor: str, reason: str) -> bool:
     """Tear the instance down through services, then mark it deleted (the row stays as a record).
 
-    An idle instance is first moved to `dead` with a conditional update, so a claim racing with
-    the destroy can never take it. Services goes next: if it fails the instance keeps its status
-    and a later tick retries, so a row is never marked deleted while something of it may run.
+    Ownership first: the row moves to `destroying` with a conditional update, so no claim can
+    reserve it and no observation can move it back to idle while its infra goes away; a row owned
+    by a claim or a reset is left to its owner. If services fails, the row stays `destroying`
+    and the tick retries, so a row is never marked deleted while something of it may run.
     """
-    instance = Instance.objects.using(DB).filter(pk=instance_id).first()
-    if instance is None or instance.status in (InstanceStatus.DELETED, InstanceStatus.CLAIMING):
+    instance = Instance.objects.using(DB).filter(pk=instance_id).only("status").first()
+    if instance is None or instance.status in (InstanceStatus.DELETED, InstanceStatus.CLAIMING, InstanceStatus.RESETTING):
         return False
-    status = instance.status
-    if status == InstanceStatus.IDLE:
-        if not transition(instance_id, from_status=status, to_status=InstanceStatus.DEAD, actor=actor, reason=f"{reason} (taken out of idle)"):
-            return False  # claimed meanwhile: not ours to destroy any more
-        status = InstanceStatus.DEAD
-    try:
-        services.destroy(instance_id)
-    except services.ServicesError as exc:
-        Instance.objects.using(DB).filter(pk=instance_id).update(last_error=exc.message)
-        logger.warning("destroying %s failed: %s", instance_id, exc.message)
-        return False
-    return transition(instance_id, from_status=status, to_status=InstanceStatus.DELETED, actor=actor,
-                      reason=reason, deleted_at=timezone.now())
+    if instance.status != InstanceStatus.DESTROYING and not transition(
+        instance_id, from_status=instance.status, to_status=InstanceStatus.DESTROYING, actor=actor, reason=reason,
+    ):
+        return False  # it moved meanwhile (claimed, reset): not ours to destroy any more
+    return _finish_destroy(instance_id, actor=actor, reason=reason)

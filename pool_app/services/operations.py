@@ -69,13 +69,11 @@ def pool_drain(*, count: int, actor: str, dry_run: bool = False) -> OperationRes
         result.instance_ids = [i.pk for i in candidates]
         return result
     for instance in candidates:
-        # Take it out of `idle` first (a conditional update), so no claim can get it meanwhile; a
-        # destroy that then fails leaves it `dead`, which the tick retries.
-        if not transition(instance.pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.DEAD, actor=actor, reason="drained by operator"):
-            continue
+        # instance_destroy owns the row first (idle -> destroying, conditional), so no claim gets
+        # it meanwhile; a destroy that then fails stays `destroying`, which the tick retries.
         if instance_destroy(instance_id=instance.pk, actor=actor, reason="drained by operator"):
             result.instance_ids.append(instance.pk)
-        else:
+        elif Instance.objects.using(DB).filter(pk=instance.pk, status=InstanceStatus.DESTROYING).exists():
             result.failed[instance.pk] = Instance.objects.using(DB).get(pk=instance.pk).last_error or "destroy failed"
     return result
 
@@ -85,8 +83,9 @@ def instance_destroy_one(*, instance_id: str, actor: str, dry_run: bool = False)
     instance = _get(instance_id)
     if _is_protected(instance):
         raise Conflict(f"Instance {instance_id} is protected", code="protected")
-    if instance.status == InstanceStatus.CLAIMING:
-        raise Conflict(f"Instance {instance_id} is being claimed; retry in a moment", code="claiming")
+    if instance.status in (InstanceStatus.CLAIMING, InstanceStatus.RESETTING):
+        doing = "claimed" if instance.status == InstanceStatus.CLAIMING else "reset"
+        raise Conflict(f"Instance {instance_id} is being {doing}; retry in a moment", code=instance.status)
     result = OperationResult("destroy", dry_run=dry_run, instance_ids=[instance_id])
     if dry_run:
         return result

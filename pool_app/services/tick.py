@@ -18,14 +18,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import models
 from django.utils import timezone
 
 from convos.concurrency import map_concurrently, map_with_deadline
 from convos.redaction import redact
 from pool_app.config import PoolConfig, pool_config
-from pool_app.models import CLAIMED_STATUSES, Actor, Instance, InstanceStatus, PoolState
-from pool_app.services.claim import claim_recover
-from pool_app.services.fleet import CREATING, instance_destroy, instances_create
+from pool_app.models import CLAIMED_STATUSES, OWNED_STATUSES, Actor, Instance, InstanceStatus, PoolState
+from pool_app.services.fleet import CREATING, creation_abandon, instance_destroy, instances_create
+from pool_app.services.recovery import claim_recover, retake_stale_reset, take_and_reset
 from pool_app.single_flight import single_flight
 from pool_app.status_derivation import derive_status, reconcile_claim
 from pool_app.transitions import transition
@@ -34,9 +35,12 @@ from services_app import facade as services
 logger = logging.getLogger(__name__)
 DB = "pool"
 
-# The tick never moves these through observation: a claim in progress owns its instance (stale
-# claims have their own step); deleted is final.
-_UNTOUCHED = frozenset({InstanceStatus.CLAIMING, InstanceStatus.DELETED})
+# The tick never moves these through observation: a claim, a reset or a destroy in progress owns
+# its instance (overdue owners have their own steps); deleted is final.
+_UNTOUCHED = OWNED_STATUSES | {InstanceStatus.DELETED}
+# A `destroying` row older than this lost its destroy (the process died, or services failed):
+# the tick destroys it again.
+_DESTROY_RETRY_AFTER = timedelta(seconds=60)
 
 
 class Outage(Exception):
@@ -88,6 +92,10 @@ def _derive(instance: Instance, seen: dict[str, Any], *, now, config: PoolConfig
     )
     if target == InstanceStatus.CLAIMED and instance.status in CLAIMED_STATUSES - {InstanceStatus.CRASHED}:
         target = instance.status  # keep pending_acceptance / tainted: their own step resolves them
+    if target == InstanceStatus.IDLE and instance.needs_reset:
+        # Healthy is not clean: it may hold a claim's conversation or credentials. Only a reset
+        # it then reports clean (the cleanse step) makes it idle.
+        target = InstanceStatus.CRASHED if instance.status == InstanceStatus.IDLE else instance.status
     return target
 
 
@@ -154,12 +162,80 @@ def observe(instances: list[Instance], config: PoolConfig, *, actor: str = Actor
 
 # --- the other steps -------------------------------------------------------------------------------
 def recover_stale_claims(config: PoolConfig) -> dict[str, Any]:
-    """Claims stuck in `claiming` past CLAIM_TIMEOUT_MS (their process died): reset the instance,
-    then idle if clean, else crashed — never handed out half-provisioned, never lost."""
+    """Claims stuck in `claiming` past CLAIM_TIMEOUT_MS (their process died or hangs) and resets
+    whose process died: reset the instance, then idle if clean, else crashed. Each recovery owns
+    the row first (a conditional update) and does nothing if the claim completed meanwhile."""
     cutoff = timezone.now() - config.claim_timeout
     stale = list(Instance.objects.using(DB).filter(status=InstanceStatus.CLAIMING, claim_started_at__lt=cutoff).values_list("pk", flat=True))
     results = [claim_recover(pk, reason=f"claim older than {config.claim_timeout.total_seconds():.0f}s", actor=Actor.TICK) for pk in stale]
-    return {"recovered": len(results), "idle": results.count(InstanceStatus.IDLE), "crashed": results.count(InstanceStatus.CRASHED)}
+    orphaned_resets = list(Instance.objects.using(DB).filter(status=InstanceStatus.RESETTING, status_changed_at__lt=cutoff)
+                           .values_list("pk", "status_changed_at"))
+    results += [retake_stale_reset(pk, owned_since=since, actor=Actor.TICK, reason="reset left unfinished") for pk, since in orphaned_resets]
+    return {"recovered": sum(1 for r in results if r), "idle": results.count(InstanceStatus.IDLE),
+            "crashed": results.count(InstanceStatus.CRASHED), "dead": results.count(InstanceStatus.DEAD)}
+
+
+def cleanse(config: PoolConfig) -> dict[str, Any]:
+    """Unclaimed instances that may hold something of a claim (a failed claim's reset was not
+    clean, a crash, a redeploy) and are healthy again: reset them, and let them back into the pool
+    only if they then report themselves clean. After POOL_MAX_RESET_FAILURES they are replaced."""
+    dirty = list(
+        Instance.objects.using(DB)
+        .filter(needs_reset=True, claimed_at=None, deploy_status="healthy",
+                status__in=[InstanceStatus.CRASHED, InstanceStatus.STARTING, InstanceStatus.IDLE])
+        .values_list("pk", "status")
+    )
+    outcomes = map_concurrently(
+        lambda row: take_and_reset(row[0], from_status=row[1], actor=Actor.TICK, reason=f"cleansing a {row[1]} instance before it may be idle"),
+        dirty, max_workers=config.create_concurrency,
+    )
+    return {"reset": sum(1 for o in outcomes if o), "idle": outcomes.count(InstanceStatus.IDLE),
+            "crashed": outcomes.count(InstanceStatus.CRASHED), "dead": outcomes.count(InstanceStatus.DEAD)}
+
+
+def audit_idle(config: PoolConfig) -> dict[str, Any]:
+    """Ask a sample of idle instances (least recently checked first) whether they are bound: one
+    that is (a claim that finished behind the pool's back, a stray call) is taken out of the pool
+    as `tainted` and replaced; one that reports itself not clean is reset by `cleanse`."""
+    if config.idle_audit_sample <= 0:
+        return {"checked": 0}
+    sample = list(Instance.objects.using(DB).filter(status=InstanceStatus.IDLE)
+                  .order_by(models.F("audited_at").asc(nulls_first=True), "created_at")
+                  .values_list("pk", flat=True)[: config.idle_audit_sample])
+
+    def ask(instance_id: str) -> dict | None:
+        try:
+            return services.convos_status(instance_id)
+        except services.ServicesError as exc:
+            logger.info("idle instance %s not audited: %s", instance_id, exc.message)
+            return None
+
+    answers = map_with_deadline(ask, sample, max_workers=settings.HEALTH_CHECK_CONCURRENCY,
+                                deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing=None)
+    bound = unclean = 0
+    for instance_id, reported in zip(sample, answers):
+        if reported is None:
+            continue
+        if reported.get("conversationId") or reported.get("pending"):
+            bound += transition(instance_id, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.TAINTED, actor=Actor.TICK,
+                                reason=f"idle instance reports conversation {reported.get('conversationId') or '(pending join)'}",
+                                needs_reset=True)
+        elif reported.get("clean") is not True:
+            unclean += transition(instance_id, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CRASHED, actor=Actor.TICK,
+                                  reason="idle instance reports itself not clean", needs_reset=True)
+    Instance.objects.using(DB).filter(pk__in=sample, status=InstanceStatus.IDLE).update(audited_at=timezone.now())
+    return {"checked": len(sample), "bound": bound, "unclean": unclean}
+
+
+def reconcile_creations(config: PoolConfig) -> dict[str, Any]:
+    """Rows whose creation never finished (the worker died, the answer was lost) past
+    POOL_CREATE_TIMEOUT_MS: whatever the provider holds for them is destroyed and the row deleted."""
+    cutoff = timezone.now() - config.create_timeout
+    overdue = list(Instance.objects.using(DB).filter(status=InstanceStatus.STARTING, deploy_status=CREATING, created_at__lt=cutoff)
+                   .values_list("pk", flat=True))
+    done = sum(creation_abandon(instance_id=pk, actor=Actor.TICK,
+                                reason=f"creation unfinished after {config.create_timeout.total_seconds():.0f}s") for pk in overdue)
+    return {"abandoned": done, "failed": len(overdue) - done}
 
 
 def reconcile_claims(config: PoolConfig) -> dict[str, Any]:
@@ -196,13 +272,18 @@ def reconcile_claims(config: PoolConfig) -> dict[str, Any]:
 
 
 def remove_dead(config: PoolConfig) -> dict[str, Any]:
-    """Destroy unclaimed instances that are dead or stuck; their places are refilled by top-up."""
-    doomed = list(
-        Instance.objects.using(DB)
-        .filter(status__in=[InstanceStatus.DEAD, InstanceStatus.STUCK], protected=False, claimed_at=None)
-        .exclude(pk__in=config.protected_ids)
-        .values_list("pk", "status")
-    )
+    """Destroy unclaimed instances that are dead or stuck, unclaimed tainted ones (bound to a
+    conversation nobody claimed from the pool; kept POOL_STUCK_TIMEOUT_MS for an operator to look
+    at), and finish destroys that did not complete; top-up refills."""
+    now = timezone.now()
+    unclaimed = (Instance.objects.using(DB)
+                 .filter(models.Q(status__in=[InstanceStatus.DEAD, InstanceStatus.STUCK])
+                         | models.Q(status=InstanceStatus.TAINTED, status_changed_at__lt=now - config.stuck_timeout),
+                         protected=False, claimed_at=None)
+                 .exclude(pk__in=config.protected_ids))
+    unfinished = Instance.objects.using(DB).filter(status=InstanceStatus.DESTROYING,
+                                                   status_changed_at__lt=now - _DESTROY_RETRY_AFTER)
+    doomed = list(unclaimed.values_list("pk", "status")) + list(unfinished.values_list("pk", "status"))
     destroyed = map_concurrently(
         lambda row: instance_destroy(instance_id=row[0], actor=Actor.TICK, reason=f"replacing {row[1]} instance"),
         doomed,
@@ -223,7 +304,8 @@ def top_up(config: PoolConfig) -> dict[str, Any]:
     and ticks never create more than the deficit.
     """
     live = Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED)
-    ready_or_coming = live.filter(status__in=[InstanceStatus.IDLE, InstanceStatus.STARTING]).count()
+    # A starting instance that must be reset first is not coming: it may never be clean.
+    ready_or_coming = live.filter(status__in=[InstanceStatus.IDLE, InstanceStatus.STARTING], needs_reset=False).count()
     unclaimed = live.filter(claimed_at=None).exclude(status=InstanceStatus.CLAIMING).count()
     deficit = config.min_idle - ready_or_coming
     room = config.max_total - unclaimed
@@ -290,9 +372,12 @@ def pool_tick() -> dict[str, Any]:
         if not report.outage:
             run("recover_stale_claims", lambda: recover_stale_claims(config))
             run("reconcile_claims", lambda: reconcile_claims(config))
+            run("audit_idle", lambda: audit_idle(config))
+            run("cleanse", lambda: cleanse(config))
             if config.paused:
                 report.steps["paused"] = "pool is paused: nothing destroyed or created"
             else:
+                run("reconcile_creations", lambda: reconcile_creations(config))
                 run("remove_dead", lambda: remove_dead(config))
                 run("retry_teardowns", lambda: retry_teardowns(config))
                 run("top_up", lambda: top_up(config))

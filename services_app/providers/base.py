@@ -54,6 +54,11 @@ class InfraProvider(Protocol):
     def redeploy(self, ref: InfraRef) -> InfraRef:
         """Restart the instance on the current image; returns the (possibly updated) reference."""
 
+    def destroy_unrecorded(self, instance_id: str) -> bool:
+        """Remove whatever the provider holds for an instance services has no record of (a create
+        whose answer was lost, a worker killed before it recorded one), found by the name the pool
+        gave it. True if something was found and removed."""
+
 
 # Railway DeploymentStatus values grouped the way the pool's status derivation reads them.
 SLEEPING = frozenset({"SLEEPING"})

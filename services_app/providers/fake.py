@@ -48,6 +48,13 @@ class _FakeInstance:
     instructions: str | None = None  # custom instructions written by the last provision
     credentials: dict[str, str] = field(default_factory=dict)  # claim-time tool credentials
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Test knobs (faults): a reset that leaves the claim's state behind; a provision that takes
+    # this long in transit (before the instance acts on it); a provision that fails after writing.
+    reset_clean: bool = True
+    provision_delay_s: float = 0.0
+    provision_fail: bool = False
+    # Every credentials payload the instance ever received, for tests that follow a secret.
+    credentials_received: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def xmtp_env(self) -> str:
@@ -152,14 +159,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"ok": True, "status": instance.status()})
         elif route == "/pool/credentials":
             with instance.lock:
+                instance.credentials_received.append(dict((body or {}).get("set") or {}))
                 instance.credentials.update((body or {}).get("set") or {})
                 for name in (body or {}).get("remove") or []:
                     instance.credentials.pop(name, None)
                 self._send(200, {"ok": True, "names": sorted(instance.credentials)})
         elif route == "/convos/reset":
             with instance.lock:
-                instance.binding, instance.instructions = None, None
-                instance.credentials.clear()
+                if instance.reset_clean:
+                    instance.binding, instance.instructions = None, None
+                    instance.credentials.clear()
                 self._send(200, {"ok": True, "reset": True, "status": instance.status()})
         else:
             self._send(404, {"error": "not found"})
@@ -170,9 +179,15 @@ class _Handler(BaseHTTPRequestHandler):
         except ValidationError as exc:
             self._send(400, {"error": str(exc)})
             return
+        if instance.provision_delay_s:
+            time.sleep(instance.provision_delay_s)  # in transit: a reset may overtake it
         with instance.lock:
             if instance.binding is not None:
                 self._send(409, {"error": "instance is already bound to a conversation"})
+                return
+            if instance.provision_fail:
+                instance.instructions = request.instructions  # failed half-way: left dirty
+                self._send(500, {"error": "provision failed"})
                 return
             host = INVITE_HOSTS.get(instance.xmtp_env, INVITE_HOSTS["dev"])
             joined = request.join_url is not None
@@ -184,6 +199,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "status": "joined" if joined else "created",
             }
             self._send(200, {"ok": True, **instance.binding})
+
+
+def fake_instance(instance_id: str) -> _FakeInstance | None:
+    """The in-memory instance (tests read its state and set its fault knobs)."""
+    return _instances.get(instance_id)
 
 
 def _server_port() -> int:
@@ -228,4 +248,8 @@ class FakeProvider:
 
     def redeploy(self, ref: InfraRef) -> InfraRef:
         return ref
+
+    def destroy_unrecorded(self, instance_id: str) -> bool:
+        with _registry_lock:
+            return _instances.pop(instance_id, None) is not None
 

@@ -104,6 +104,16 @@ class LocalProvider:
         self._stop_process(ref)
         return self.start(ref)
 
+    def destroy_unrecorded(self, instance_id: str) -> bool:
+        home = self.instances_dir / instance_id
+        pids = [pid for pid in list_runtime_processes(self.instances_dir) if _is_runtime_process(pid, instance_id)]
+        for pid in pids:
+            self._stop_process(InfraRef(instance_id=instance_id, provider_state={"pid": pid}))
+        found = bool(pids) or home.exists()
+        if home.exists():
+            shutil.rmtree(home, ignore_errors=False)
+        return found
+
     # --- local-only operations (the pool's stop/start of a development fleet) ---------------------
     def stop(self, ref: InfraRef) -> InfraRef:
         self._stop_process(ref)

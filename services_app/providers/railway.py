@@ -146,6 +146,13 @@ class RailwayProvider:
                 states[ref.instance_id] = DeployState(deploy_status="REMOVED", url=ref.url)
         return states
 
+    def destroy_unrecorded(self, instance_id: str) -> bool:
+        found = self._project_ids_named(f"{PROJECT_PREFIX}{instance_id}")
+        for project_id in found:
+            logger.warning("deleting Railway project %s of %s, which services never recorded", project_id, instance_id)
+            self._delete_project(project_id)
+        return bool(found)
+
     def redeploy(self, ref: InfraRef) -> InfraRef:
         self._require_service(ref)
         deployment_id = self._deploy(ref.railway_service_id, ref.railway_environment_id)
@@ -213,10 +220,13 @@ class RailwayProvider:
                 return
             raise
 
+    def _project_ids_named(self, name: str) -> list[str]:
+        return [str(node["id"]) for node in self._projects(docs.WORKSPACE_PROJECT_NAMES) if node.get("name") == name]
+
     def _delete_projects_named(self, name: str) -> None:
         """Delete every project called `name` (a projectCreate may have succeeded unseen)."""
         try:
-            found = [str(node["id"]) for node in self._projects(docs.WORKSPACE_PROJECT_NAMES) if node.get("name") == name]
+            found = self._project_ids_named(name)
             for project_id in found:
                 logger.warning("deleting Railway project %s (%s) whose creation answer was lost", project_id, name)
                 self._delete_project(project_id)

@@ -4,6 +4,7 @@ The facade the pool uses and the services HTTP views call these and nothing else
 """
 from services_app.services.errors import ServicesError, provider_statuses
 from services_app.services.infra import (
+    instance_abandon_creation,
     instance_create,
     instance_destroy,
     instance_redeploy,
@@ -16,7 +17,7 @@ from services_app.services.runtime_calls import instance_configure, instance_con
 from services_app.services.tools import registry, tool_destroy, tool_provision, user_config_check
 
 __all__ = [
-    "ServicesError", "provider_statuses", "instance_create", "instance_destroy", "instance_redeploy", "local_fleet_start",
+    "ServicesError", "provider_statuses", "instance_abandon_creation", "instance_create", "instance_destroy", "instance_redeploy", "local_fleet_start",
     "local_fleet_stop", "status_batch", "teardown_retry", "instance_configure", "instance_convos_status", "instance_reset",
     "registry", "tool_destroy", "tool_provision", "user_config_check",
 ]

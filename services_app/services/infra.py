@@ -15,13 +15,13 @@ from django.utils import timezone
 
 from convos.concurrency import map_with_deadline
 from services_app import instance_secrets, runtime_client
-from services_app.models import InstanceInfra, InstanceService
+from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.plugins import all_plugins
 from services_app.plugins.base import ProvisionedResource
 from services_app.providers import get_provider
 from services_app.providers.base import DEPLOYING, FAILED, SLEEPING, SUCCESS, InfraRef, ProviderError
 from services_app.services.errors import ServicesError, provider_failed, provider_ok
-from services_app.services.teardown import destroy_resources, undo_resources
+from services_app.services.teardown import destroy_resource, destroy_resources, undo_resources
 
 logger = logging.getLogger(__name__)
 DB = "services"
@@ -170,8 +170,25 @@ def instance_destroy(*, instance_id: str) -> dict[str, Any]:
     return {"ok": True, "pendingResources": 0}
 
 
+def instance_abandon_creation(*, instance_id: str) -> dict[str, Any]:
+    """Give up on a creation that never finished (its caller died, or its answer was lost): destroy
+    the instance if services recorded it, else ask the provider for anything it holds under the
+    instance's name and remove that. Safe to repeat."""
+    if InstanceInfra.objects.using(DB).filter(instance_id=instance_id).exists():
+        return {**instance_destroy(instance_id=instance_id), "found": True}
+    provider = get_provider()
+    try:
+        found = provider.destroy_unrecorded(instance_id)
+        provider_ok(provider.name)
+    except ProviderError as exc:
+        raise ServicesError(f"Could not clean up instance {instance_id}: {provider_failed(provider.name, exc.message)}",
+                            code="destroy_failed") from exc
+    return {"ok": True, "pendingResources": 0, "found": found}
+
+
 def teardown_retry() -> dict[str, int]:
-    """Retry the resources of torn-down instances whose destroy failed (a tick step)."""
+    """Retry resources whose destroy failed (a tick step): those of torn-down instances, and those a
+    reset of a live instance could not destroy."""
     pending = list(InstanceInfra.objects.using(DB).exclude(torn_down_at=None))
     finished = 0
     for infra in pending:
@@ -180,7 +197,9 @@ def teardown_retry() -> dict[str, int]:
                 finished += 1
         except ServicesError as exc:
             logger.warning("teardown retry of %s failed: %s", infra.instance_id, exc.message)
-    return {"pending": len(pending), "finished": finished}
+    stray = list(InstanceService.objects.using(DB).filter(status=ResourceStatus.DESTROY_FAILED, instance__torn_down_at=None))
+    finished += sum(1 for resource in stray if destroy_resource(resource))
+    return {"pending": len(pending) + len(stray), "finished": finished}
 
 
 def instance_redeploy(*, instance_id: str) -> dict[str, bool]:
@@ -285,6 +304,6 @@ def local_fleet_start() -> list[str]:
 
 
 __all__ = [
-    "instance_create", "instance_destroy", "instance_redeploy", "status_batch", "teardown_retry",
+    "instance_abandon_creation", "instance_create", "instance_destroy", "instance_redeploy", "status_batch", "teardown_retry",
     "local_fleet_start", "local_fleet_stop", "live_infra", "gateway_token", "infra_ref", "save_ref",
 ]

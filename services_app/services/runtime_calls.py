@@ -3,12 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 from django.conf import settings
+from django.utils import timezone
 
 from convos.redaction import redact
 from services_app import runtime_client
+from services_app.models import InstanceInfra
 from services_app.services.errors import ServicesError
 from services_app.services.infra import gateway_token, live_infra
+from services_app.services.teardown import destroy_claim_resources
+
+logger = logging.getLogger(__name__)
+DB = "services"
 
 
 def _runtime_error(instance_id: str, exc: runtime_client.RuntimeCallError) -> ServicesError:
@@ -27,9 +35,13 @@ def instance_configure(
     profile_image: str | None = None,
     metadata: dict[str, str] | None = None,
     update: bool = False,
+    self_provision_tools: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Push name, instructions (and model) to the running instance and bind it to a conversation;
     returns `{ok, conversationId, inviteUrl, joined, status}` from the instance's answer.
+
+    Once the instance accepted the binding, it may provision `self_provision_tools` for itself
+    (its own token, one of each) until a reset.
 
     The model travels in the provision metadata: changing the instance's variables would restart
     it, which a claim must not wait for. With `update`, an instance that is already bound gets the
@@ -54,6 +66,8 @@ def instance_configure(
         answer = runtime_client.provision(infra.url, token=gateway_token(infra), body=body, timeout=settings.PROVISION_TIMEOUT_S)
     except runtime_client.RuntimeCallError as exc:
         raise _runtime_error(instance_id, exc) from exc
+    InstanceInfra.objects.using(DB).filter(pk=infra.pk).update(
+        bound_at=timezone.now(), self_provision_tools=sorted(set(self_provision_tools)), updated_at=timezone.now())
     return {
         "ok": True,
         "conversationId": answer.get("conversationId"),
@@ -72,8 +86,14 @@ def instance_convos_status(*, instance_id: str) -> dict[str, Any]:
 
 
 def instance_reset(*, instance_id: str) -> dict[str, Any]:
-    """Factory-reset the instance's conversation state; returns its /convos/status afterwards."""
+    """Factory reset: the claim's resources are destroyed (first, so their credentials are worthless
+    even if the instance cannot be reached), its self-provisioning grants withdrawn, then the
+    instance wipes its conversation, credentials and instructions. Returns its /convos/status."""
     infra = live_infra(instance_id)
+    InstanceInfra.objects.using(DB).filter(pk=infra.pk).update(bound_at=None, self_provision_tools=[], updated_at=timezone.now())
+    failed = destroy_claim_resources(infra)
+    if failed:
+        logger.warning("reset of %s: %s not destroyed yet (retried by the tick)", instance_id, ", ".join(failed))
     try:
         answer = runtime_client.convos_reset(infra.url, token=gateway_token(infra), timeout=settings.PROVISION_TIMEOUT_S)
     except runtime_client.RuntimeCallError as exc:

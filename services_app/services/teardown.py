@@ -6,7 +6,7 @@ import logging
 from django.utils import timezone
 
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
-from services_app.plugins import TEARDOWN_ORDER, get_plugin
+from services_app.plugins import TEARDOWN_ORDER, all_plugins, get_plugin
 from services_app.plugins.base import ProvisionedResource
 from services_app.providers.base import ProviderError
 from services_app.services.errors import provider_failed, provider_ok
@@ -41,6 +41,14 @@ def destroy_resources(infra: InstanceInfra) -> list[str]:
     """Destroy every resource of the instance still held; returns the tool ids that failed."""
     held = [r for r in InstanceService.objects.using(DB).filter(instance=infra) if r.status != ResourceStatus.DESTROYED]
     return [r.tool_id for r in sorted(held, key=lambda r: _order(r.tool_id)) if not destroy_resource(r)]
+
+
+def destroy_claim_resources(infra: InstanceInfra) -> list[str]:
+    """Destroy the resources a claim gave the instance (everything but the always-on tools it was
+    created with); returns the tool ids that failed (kept as destroy_failed for the tick's retry)."""
+    always = {plugin.tool_id for plugin in all_plugins() if plugin.always}
+    held = InstanceService.objects.using(DB).filter(instance=infra, status__in=[ResourceStatus.ACTIVE, ResourceStatus.USER_PROVIDED])
+    return [r.tool_id for r in sorted(held, key=lambda r: _order(r.tool_id)) if r.tool_id not in always and not destroy_resource(r)]
 
 
 def undo_resources(created: list[tuple[str, ProvisionedResource]], *, instance_id: str) -> None:

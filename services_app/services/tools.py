@@ -5,18 +5,19 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
 from convos.redaction import redact
 from services_app import runtime_client
-
-from services_app.models import InstanceService, ResourceStatus
+from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.plugins import get_plugin, registry as plugin_registry
 from services_app.plugins.base import POOL, USER
 from services_app.providers.base import ProviderError
 from services_app.services.errors import ServicesError, provider_failed, provider_ok
 from services_app.services.infra import gateway_token, live_infra
 from services_app.services.teardown import destroy_resource, undo_resources
+from services_app.signals import self_provision_requested
 
 logger = logging.getLogger(__name__)
 DB = "services"
@@ -48,14 +49,62 @@ def user_config_check(*, tool_id: str, user_config: dict[str, Any]) -> dict[str,
     return {"ok": True, "toolId": tool_id, "variables": names}
 
 
-def tool_provision(*, instance_id: str, tool_id: str, user_config: dict[str, Any] | None = None) -> dict[str, Any]:
+LIVE = (ResourceStatus.ACTIVE, ResourceStatus.USER_PROVIDED)
+
+
+def _refuse(instance_id: str, tool_id: str, message: str, *, code: str = "not_allowed", status_code: int = 403) -> ServicesError:
+    self_provision_requested.send(sender=ServicesError, instance_id=instance_id, tool_id=tool_id, outcome="refused", detail=message)
+    return ServicesError(message, code=code, status_code=status_code)
+
+
+def _check_self_provision(infra: InstanceInfra, tool_id: str, user_config: dict[str, Any] | None) -> None:
+    """An instance asking for a tool with its own token (its token sits in the agent's environment,
+    so anyone who talks the agent into printing it holds it): only while claimed, only the tools
+    its claim granted, never with credentials of its own, and at most SELF_PROVISION_MAX_PER_HOUR."""
+    instance_id = infra.instance_id
+    if user_config is not None:
+        raise _refuse(instance_id, tool_id, "An instance may not pass credentials for itself")
+    if infra.bound_at is None:
+        raise _refuse(instance_id, tool_id, f"Instance {instance_id} is not claimed: it may not provision tools")
+    if tool_id not in (infra.self_provision_tools or []):
+        raise _refuse(instance_id, tool_id, f"Tool {tool_id} is not allowed for this instance's claim")
+    limit = settings.SELF_PROVISION_MAX_PER_HOUR
+    key = f"self-provision:{instance_id}"
+    try:
+        cache.add(key, 0, timeout=3600)
+        calls = cache.incr(key)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: the grants and one-of-each still bound it
+        logger.warning("self-provision rate limit of %s not checked: the cache is unavailable", instance_id)
+        return
+    if calls > limit:
+        raise _refuse(instance_id, tool_id, f"At most {limit} self-provisioning calls an hour", code="rate_limited", status_code=429)
+
+
+def tool_provision(*, instance_id: str, tool_id: str, user_config: dict[str, Any] | None = None,
+                   by_instance: bool = False) -> dict[str, Any]:
     """Provision `tool_id` for the instance and inject its variables into it.
 
     With `user_config`, the user's own credentials are checked and injected (mode "user"): services
     records that the tool is user-provided but never stores the credentials. Without it the pool's
-    account provisions the resource (mode "pool"). Returns `{resourceId, config}` (no secrets)."""
+    account provisions the resource (mode "pool"). Returns `{resourceId, config}` (no secrets).
+
+    An instance holds at most one live resource per tool: asking again returns the existing one.
+    `by_instance`: the instance itself asks (self-provisioning), within the limits of its claim."""
     infra = live_infra(instance_id)
     plugin = _plugin(tool_id)
+    if by_instance:
+        _check_self_provision(infra, tool_id, user_config)
+    elif infra.bound_at is None:
+        # A claim's tools (and a user's credentials) reach an instance only once it accepted the
+        # binding: one that refused (already bound to someone) never sees them.
+        raise ServicesError(f"Instance {instance_id} is not bound to a conversation: configure it first",
+                            code="not_bound", status_code=409)
+    existing = InstanceService.objects.using(DB).filter(instance=infra, tool_id=tool_id, status__in=LIVE).first()
+    if existing is not None:
+        if by_instance:
+            self_provision_requested.send(sender=ServicesError, instance_id=instance_id, tool_id=tool_id, outcome="existing",
+                                          detail=f"already holds {tool_id} resource {existing.resource_id}")
+        return _answer(existing, tool_id)
     mode = USER if user_config is not None else POOL
     if mode not in plugin.provisioning:
         raise ServicesError(f"Tool {tool_id} cannot be provisioned in {mode!r} mode", code="bad_mode", status_code=400)
@@ -86,12 +135,23 @@ def tool_provision(*, instance_id: str, tool_id: str, user_config: dict[str, Any
         # Delivered to the running instance, not as new infra variables: those would restart it
         # (a Railway redeploy takes minutes), which a claim cannot wait for. A reset wipes them.
         runtime_client.set_credentials(infra.url, token=gateway_token(infra), values=env_vars, timeout=settings.PROVISION_TIMEOUT_S)
+        if not InstanceInfra.objects.using(DB).filter(pk=infra.pk, bound_at=infra.bound_at).exists():
+            # Reset while the tool was on its way (a recovery overtook a late claim): what was
+            # just given belongs to a claim that no longer exists.
+            raise ServicesError(f"Instance {instance_id} was reset while {tool_id} was being given", code="reset_meanwhile")
     except Exception as exc:
         # The instance could not be given the tool: take it back so nothing is held for nothing.
         InstanceService.objects.using(DB).filter(instance=infra, tool_id=tool_id, resource_id=resource_id).delete()
         undo_resources(created, instance_id=instance_id)
         message = redact(getattr(exc, "message", "") or exc.__class__.__name__)
         raise ServicesError(f"Could not give {tool_id} to instance {instance_id}: {message}", code="provision_failed") from exc
+    if by_instance:
+        self_provision_requested.send(sender=ServicesError, instance_id=instance_id, tool_id=tool_id, outcome="provisioned",
+                                      detail=f"{tool_id} resource {row.resource_id}")
+    return _answer(row, tool_id)
+
+
+def _answer(row: InstanceService, tool_id: str) -> dict[str, Any]:
     return {"resourceId": row.resource_id, "config": _public(row.config), "toolId": tool_id, "status": row.status}
 
 

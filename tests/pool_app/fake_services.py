@@ -51,6 +51,12 @@ class FakeServices:
             self.instances.pop(instance_id, None)
         return {"ok": True}
 
+    def abandon_creation(self, instance_id: str) -> dict[str, Any]:
+        self._count("abandon_creation")
+        with self.lock:
+            found = self.instances.pop(instance_id, None) is not None
+        return {"ok": True, "pendingResources": 0, "found": found}
+
     def status_batch(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
         self._count("status_batch")
         if self.batch_error:
@@ -105,6 +111,6 @@ class FakeServices:
         return {"pending": 0, "finished": 0}
 
     def install(self, monkeypatch) -> "FakeServices":
-        for name in ("create_instance", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry"):
+        for name in ("create_instance", "abandon_creation", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry"):
             monkeypatch.setattr(facade, name, getattr(self, name))
         return self

@@ -50,7 +50,7 @@ def test_it_recovers_a_claim_killed_while_provisioning(local_instances, settings
 
     settings.CLAIM_TIMEOUT_MS = 0
     report = pool_tick()
-    assert report["steps"]["recover_stale_claims"] == {"recovered": 1, "idle": 1, "crashed": 0}
+    assert report["steps"]["recover_stale_claims"] == {"recovered": 1, "idle": 1, "crashed": 0, "dead": 0}
     recovered = Instance.objects.get(pk=instance.pk)
     assert recovered.status == S.IDLE and recovered.agent_name == "" and recovered.claimed_at is None
 
@@ -60,6 +60,7 @@ def test_it_recovers_a_claim_killed_while_provisioning(local_instances, settings
     identity = (local_instances / instance.pk / "data" / "workspace" / "IDENTITY.md").read_text()
     assert "Survivor" in identity and "Doomed" not in identity
     transitions = list(InstanceEvent.objects.filter(instance_id=instance.pk).order_by("id").values_list("to_status", "actor"))
-    assert transitions == [("starting", "tick"), ("idle", "tick"), ("claiming", "cli"), ("idle", "tick"), ("claiming", "api"), ("claimed", "api")]
+    assert transitions == [("starting", "tick"), ("idle", "tick"), ("claiming", "cli"), ("resetting", "tick"), ("idle", "tick"),
+                           ("claiming", "api"), ("claimed", "api")]
     assert Instance.objects.filter(status=S.CLAIMED).count() == 1
     instance_destroy(instance_id=instance.pk, actor="cli", reason="test teardown")

@@ -156,13 +156,14 @@ def test_it_never_claims_protected_instances(fake, settings):
 
 
 # --- failure recovery --------------------------------------------------------------------------------
-def test_a_409_from_the_instance_leaves_it_alone_and_tries_another(fake):
+def test_a_409_from_the_instance_takes_it_out_of_the_pool_unreset_and_tries_another(fake):
     bound, free = _idle(fake, 2)
     fake.instances[bound.pk].bound = True  # the instance says it is already in a conversation
     response = _client().post(CLAIM, _body(), format="json")
     assert response.status_code == 200 and response.json()["instanceId"] == free.pk
-    assert Instance.objects.get(pk=bound.pk).status == S.IDLE
-    assert fake.calls.get("reset", 0) == 0  # its state was not ours to reset
+    row = Instance.objects.get(pk=bound.pk)
+    assert row.status == S.TAINTED and row.needs_reset  # never offered again
+    assert fake.calls.get("reset", 0) == 0  # its conversation is not ours to wipe
 
 
 @pytest.mark.parametrize("clean,final", [(True, S.IDLE), (False, S.CRASHED)])
@@ -176,7 +177,7 @@ def test_a_failed_provision_resets_the_instance_and_answers_502(fake, clean, fin
     assert Instance.objects.get(pk=instance.pk).status == final
     assert fake.calls["reset"] == 1
     events = list(InstanceEvent.objects.filter(instance_id=instance.pk).order_by("id").values_list("to_status", flat=True))
-    assert events[-2:] == [S.CLAIMING, final]
+    assert events[-3:] == [S.CLAIMING, S.RESETTING, final]  # owned by the recovery before the reset
 
 
 def test_the_tick_recovers_a_claim_stuck_in_claiming(fake, settings):
@@ -185,7 +186,7 @@ def test_the_tick_recovers_a_claim_stuck_in_claiming(fake, settings):
     Instance.objects.filter(pk=stale.pk).update(status=S.CLAIMING, claim_started_at=timezone.now() - timedelta(minutes=5))
     Instance.objects.filter(pk=fresh.pk).update(status=S.CLAIMING, claim_started_at=timezone.now())
     report = pool_tick()
-    assert report["steps"]["recover_stale_claims"] == {"recovered": 1, "idle": 1, "crashed": 0}
+    assert report["steps"]["recover_stale_claims"] == {"recovered": 1, "idle": 1, "crashed": 0, "dead": 0}
     assert Instance.objects.get(pk=stale.pk).status == S.IDLE
     assert Instance.objects.get(pk=fresh.pk).status == S.CLAIMING  # a claim in progress is left alone
 

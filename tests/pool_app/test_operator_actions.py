@@ -146,7 +146,7 @@ def test_it_drains_idle_instances_from_every_door_but_never_protected_ones(local
 
     for instance_id, actor in zip(drainable, ("api", "cli", "admin")):
         assert _status(instance_id) == InstanceStatus.DELETED
-        assert {("idle", "dead", actor), ("dead", "deleted", actor)} <= _events(instance_id)
+        assert {("idle", "destroying", actor), ("destroying", "deleted", actor)} <= _events(instance_id)
     assert _status(flagged) == _status(listed) == InstanceStatus.IDLE
     assert len(list_runtime_processes(local_instances)) == 2
 
@@ -179,7 +179,7 @@ def test_it_destroys_one_instance_from_every_door_and_refuses_protected_ones(loc
     assert ("success", f"destroy: 1 instance(s): {c}") in _messages(response)
     for instance_id, actor in ((a, "api"), (b, "cli"), (c, "admin")):
         assert _status(instance_id) == InstanceStatus.DELETED
-        assert {("idle", "dead", actor), ("dead", "deleted", actor)} <= _events(instance_id)  # out of idle first: no claim can race it
+        assert {("idle", "destroying", actor), ("destroying", "deleted", actor)} <= _events(instance_id)  # out of idle first: no claim can race it
     assert len(list_runtime_processes(local_instances)) == 2
 
     # Protected, by the flag or by PROTECTED_INSTANCES: refused by every door, dry run or not.

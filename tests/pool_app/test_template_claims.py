@@ -120,21 +120,27 @@ def test_a_failed_email_provisioning_leaves_no_inbox_no_key_and_an_idle_instance
 def test_a_failure_after_the_tools_rolls_them_back_and_crashes_an_unclean_instance(pool, agentmail, monkeypatch):
     from services_app import runtime_client
 
-    def broken_provision(*args, **kwargs):
-        raise runtime_client.RuntimeCallError("POST /pool/provision answered 500", status_code=500)
+    real_set_credentials = runtime_client.set_credentials
+
+    def refuse_the_users_key(url, *, values=None, **kwargs):
+        if values and any(name.startswith("TELNYX") for name in values):
+            raise runtime_client.RuntimeCallError("POST /pool/credentials answered 500", status_code=500)
+        return real_set_credentials(url, values=values, **kwargs)
 
     def dirty_reset(*args, **kwargs):
         return {"ok": True, "status": {"clean": False}}
 
-    monkeypatch.setattr(runtime_client, "provision", broken_provision)
+    monkeypatch.setattr(runtime_client, "set_credentials", refuse_the_users_key)
     monkeypatch.setattr(runtime_client, "convos_reset", dirty_reset)
     alice = _client("alice")
     response = alice.post("/api/pool/claim", {"templateId": _template("alice").pk, "userConfig": USER_CONFIG}, format="json")
     assert response.status_code == 502
     crashed = Instance.objects.get(status=S.CRASHED)
-    assert _calls(agentmail, "DELETE", "/inboxes/agent@mail.test") == 1
-    assert InstanceService.objects.filter(instance_id=crashed.pk, tool_id__in=["email", "sms"], status=ResourceStatus.DESTROYED).count() == 2
-    assert fake_provider._instances[crashed.pk].credentials == {}  # the user's key was taken back
+    assert crashed.needs_reset  # kept out of the pool until a reset reports it clean
+    assert _calls(agentmail, "DELETE", "/inboxes/agent@mail.test") == 1  # the pool's inbox, given first, taken back
+    assert InstanceService.objects.filter(instance_id=crashed.pk, tool_id="email", status=ResourceStatus.DESTROYED).count() == 1
+    assert not InstanceService.objects.filter(instance_id=crashed.pk, tool_id="sms").exists()
+    assert not any(name.startswith("TELNYX") for name in fake_provider._instances[crashed.pk].credentials)
 
 
 def test_one_client_cannot_use_or_see_what_another_owns(pool):

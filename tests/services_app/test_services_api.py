@@ -62,10 +62,12 @@ def test_an_instance_may_provision_only_for_itself(fake_infra, known_tokens):
     assert _client(own).post("/services/create-instance", {"instanceId": "x"}, format="json").status_code == 403
     assert _client(own).get("/services/registry").status_code == 403
 
+    facade.configure("selfprov0001", agent_name="Mine", instructions="", self_provision_tools=["wallet"])  # claimed, wallet granted
     allowed = _client(own).post("/services/provision/selfprov0001/wallet", {}, format="json")
     assert allowed.status_code == 200, allowed.content
     assert allowed.json()["resourceId"].startswith("0x") and "PRIVATE_WALLET_KEY" not in allowed.content.decode()
-    assert InstanceService.objects.filter(instance_id="selfprov0001", tool_id="wallet").count() == 2  # creation + this one
+    # One live resource per tool: the wallet it was created with is the one it gets.
+    assert InstanceService.objects.filter(instance_id="selfprov0001", tool_id="wallet").count() == 1
 
     # A destroyed instance's token stops working.
     facade.destroy("selfprov0001")
@@ -111,6 +113,10 @@ def test_the_facade_contract_holds_in_process_and_over_http(mode):
     assert bound.value.code == "already_bound"
     assert facade.convos_status("contract0001")["clean"] is False
     assert facade.reset("contract0001")["clean"] is True
+    with pytest.raises(ServicesError) as unbound:  # a claim's tools go only to a bound instance
+        facade.provision_tool("contract0001", "wallet")
+    assert unbound.value.code == "not_bound"
+    facade.configure("contract0001", agent_name="Contract", instructions="Hi")
 
     tools = {t["toolId"]: t for t in facade.registry()}
     assert tools["wallet"]["enabled"] is True and tools["openrouter"]["enabled"] is False and tools["openrouter"]["reason"]
