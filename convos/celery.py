@@ -4,6 +4,12 @@ import os
 from celery import Celery
 from celery.signals import worker_ready
 
+from convos.log_redaction import install_record_redaction
+
+# Celery's worker and beat replace the root logger's handlers with their own: redaction sits on
+# the records themselves, so whatever handler prints them only sees redacted text.
+install_record_redaction()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
 
 app = Celery("convos")

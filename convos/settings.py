@@ -11,6 +11,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from convos import local_secrets
+from convos.log_redaction import install_record_redaction
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -279,6 +280,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Every record of every process is redacted as it is created (see convos/log_redaction.py).
+install_record_redaction()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
