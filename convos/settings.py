@@ -153,6 +153,8 @@ POOL_MAX_TOTAL = env.int("POOL_MAX_TOTAL", default=50)
 POOL_STUCK_TIMEOUT_MS = env.int("POOL_STUCK_TIMEOUT_MS", default=900_000)
 POOL_CREATE_CONCURRENCY = env.int("POOL_CREATE_CONCURRENCY", default=8)
 CLAIM_TIMEOUT_MS = env.int("CLAIM_TIMEOUT_MS", default=180_000)
+# Idempotency-Keys (and the claim answers they replay) are kept this long, then pruned by the tick.
+CLAIM_REQUEST_TTL_HOURS = env.int("CLAIM_REQUEST_TTL_HOURS", default=24)
 # A row whose creation has not been recorded after this long (its worker died, or the provider's
 # answer was lost) is reconciled: whatever the provider holds for it is destroyed, the row deleted.
 POOL_CREATE_TIMEOUT_MS = env.int("POOL_CREATE_TIMEOUT_MS", default=900_000)

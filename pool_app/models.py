@@ -206,7 +206,7 @@ class ClaimRequest(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.IN_PROGRESS)
     instance_id = models.CharField(max_length=32, blank=True, default="")
     response = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)  # pruned after CLAIM_REQUEST_TTL_HOURS
 
     class Meta:
         db_table = "claim_requests"

@@ -2,7 +2,10 @@
 
 The key is taken by inserting a row under a unique (owner, key) index, so of two concurrent
 requests with one key exactly one claims; the other waits for that claim's answer and returns it.
-A claim that fails gives its key back, so the client can retry with the same key.
+A claim that fails gives its key back, so the client can retry with the same key; one whose
+process died (still `in_progress` after CLAIM_TIMEOUT_MS) is taken over by the next request with
+the key. Keys are kept CLAIM_REQUEST_TTL_HOURS (the tick prunes older ones); the stored answer
+leaves out the QR image, which is drawn again from the invite URL on a replay.
 """
 from __future__ import annotations
 
@@ -11,13 +14,16 @@ import hmac
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from convos.errors import Conflict
 from pool_app.models import ClaimRequest
+from pool_app.qr import qr_data_url
 
 DB = "pool"
 _POLL_S = 0.05
@@ -45,17 +51,43 @@ def claim_once(*, owner_key: str, idempotency_key: str, body: dict[str, Any], cl
             if existing.body_hash != fingerprint:
                 raise Conflict("Idempotency-Key was already used with a different request body", code="idempotency_key_reused") from None
             if existing.state == ClaimRequest.State.SUCCEEDED:
-                return existing.response, True
+                return _replay(existing.response), True
+            if existing.created_at < timezone.now() - timedelta(milliseconds=settings.CLAIM_TIMEOUT_MS):
+                # Its process died mid-claim (the tick recovers that instance): take the key over,
+                # conditionally, so of two retries only one claims.
+                stamp = timezone.now()
+                if ClaimRequest.objects.using(DB).filter(pk=existing.pk, state=ClaimRequest.State.IN_PROGRESS,
+                                                         created_at=existing.created_at).update(created_at=stamp):
+                    request, request.created_at = existing, stamp
+                    break
+                continue
             if time.monotonic() > deadline:
                 raise Conflict("A claim with this Idempotency-Key is still in progress", code="idempotency_in_progress") from None
             time.sleep(_POLL_S)
             continue
-        try:
-            answer = claim()
-        except BaseException:
-            ClaimRequest.objects.using(DB).filter(pk=request.pk).delete()
-            raise
-        ClaimRequest.objects.using(DB).filter(pk=request.pk).update(
-            state=ClaimRequest.State.SUCCEEDED, instance_id=answer.get("instanceId", ""), response=answer
-        )
-        return answer, False
+        break
+    # Only while the key is still ours (created_at is the stamp of whoever holds it): a claim that
+    # outlived CLAIM_TIMEOUT_MS and was taken over must not delete or overwrite its successor's row.
+    mine = ClaimRequest.objects.using(DB).filter(pk=request.pk, created_at=request.created_at)
+    try:
+        answer = claim()
+    except BaseException:
+        mine.delete()
+        raise
+    mine.update(
+        state=ClaimRequest.State.SUCCEEDED, instance_id=answer.get("instanceId", ""), response={**answer, "qrDataUrl": None}
+    )
+    return answer, False
+
+
+def _replay(stored: dict[str, Any]) -> dict[str, Any]:
+    invite_url = stored.get("inviteUrl")
+    return {**stored, "qrDataUrl": qr_data_url(invite_url) if invite_url else None}
+
+
+def claim_requests_prune() -> int:
+    """Forget Idempotency-Keys older than CLAIM_REQUEST_TTL_HOURS (a tick step): they hold invite
+    URLs, which should not be kept for ever."""
+    cutoff = timezone.now() - timedelta(hours=settings.CLAIM_REQUEST_TTL_HOURS)
+    deleted, _ = ClaimRequest.objects.using(DB).filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -25,6 +25,7 @@ from convos.concurrency import map_concurrently, map_with_deadline
 from convos.redaction import redact
 from pool_app.config import PoolConfig, pool_config
 from pool_app.models import CLAIMED_STATUSES, OWNED_STATUSES, Actor, Instance, InstanceStatus, PoolState
+from pool_app.services.idempotency import claim_requests_prune
 from pool_app.services.fleet import CREATING, creation_abandon, instance_destroy, instances_create
 from pool_app.services.recovery import claim_recover, retake_stale_reset, take_and_reset
 from pool_app.single_flight import single_flight
@@ -373,6 +374,7 @@ def pool_tick() -> dict[str, Any]:
             run("recover_stale_claims", lambda: recover_stale_claims(config))
             run("reconcile_claims", lambda: reconcile_claims(config))
             run("audit_idle", lambda: audit_idle(config))
+            run("prune_claim_requests", lambda: {"deleted": claim_requests_prune()})
             run("cleanse", lambda: cleanse(config))
             if config.paused:
                 report.steps["paused"] = "pool is paused: nothing destroyed or created"

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from pool_app.models import ClaimRequest, Instance, InstanceEvent, InstanceStatus as S
 from pool_app.services import pool_tick
+from pool_app.services.idempotency import body_fingerprint
 from services_app.services import ServicesError
 from tests.conftest import ALL_DATABASES
 from tests.pool_app.fake_services import FakeServices
@@ -95,6 +96,36 @@ def test_a_failed_claim_gives_its_key_back(fake):
     _idle(fake, 1)
     assert client.post(CLAIM, _body(), format="json").status_code == 200
     assert ClaimRequest.objects.get().state == ClaimRequest.State.SUCCEEDED
+
+
+def test_a_key_left_in_progress_by_a_dead_claim_is_taken_over_after_the_claim_timeout(fake, settings):
+    # Finding 14.7: a crash left the key `in_progress`; it answered 409 for ever.
+    settings.CLAIM_TIMEOUT_MS = 60_000
+    _idle(fake, 1)
+    client = _client({"HTTP_IDEMPOTENCY_KEY": "key-1"})
+    ClaimRequest.objects.create(owner_key="operator", idempotency_key="key-1", body_hash=body_fingerprint(_body()),
+                                created_at=timezone.now() - timedelta(minutes=5))
+    response = client.post(CLAIM, _body(), format="json")
+    assert response.status_code == 200, response.content
+    assert ClaimRequest.objects.get().state == ClaimRequest.State.SUCCEEDED
+
+
+def test_the_stored_answer_keeps_no_qr_image_and_the_replay_draws_it_again(fake):
+    _idle(fake, 1)
+    client = _client({"HTTP_IDEMPOTENCY_KEY": "key-1"})
+    first = client.post(CLAIM, _body(), format="json").json()
+    assert first["qrDataUrl"].startswith("data:image/png;base64,")
+    assert ClaimRequest.objects.get().response["qrDataUrl"] is None
+    assert client.post(CLAIM, _body(), format="json").json() == first
+
+
+def test_the_tick_prunes_keys_older_than_their_ttl(fake, settings):
+    settings.CLAIM_REQUEST_TTL_HOURS = 24
+    old = ClaimRequest.objects.create(owner_key="pool", idempotency_key="old", body_hash="x", created_at=timezone.now() - timedelta(hours=25))
+    fresh = ClaimRequest.objects.create(owner_key="pool", idempotency_key="fresh", body_hash="x")
+    assert pool_tick()["steps"]["prune_claim_requests"] == {"deleted": 1}
+    assert list(ClaimRequest.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert not ClaimRequest.objects.filter(pk=old.pk).exists()
 
 
 def test_50_concurrent_claims_with_20_keys_map_each_key_to_one_instance(fake, postgres_only):
