@@ -98,3 +98,13 @@ def test_unknown_api_paths_answer_json_404(api):
     response = api.get("/api/pool/nope")
     assert response.status_code == 404
     assert response.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/api/pool/claim", "/api/templates", "/api/pool/instances/abcdefghijkl/clone"])
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"agentName": "a", "userConfig": ' + b'{"a": ' * 40 + b"1" + b"}" * 41])
+def test_it_answers_400_to_json_nested_too_deeply(api, idle_instance, path, raw):
+    # Finding 14.7: 100,000 `[` made json raise RecursionError, which answered 500.
+    response = api.generic("POST", path, raw, content_type="application/json")
+    assert response.status_code == 400, response.content[:200]
+    assert "nested more than" in response.json()["error"]
+    assert Instance.objects.get(pk=idle_instance.pk).status == InstanceStatus.IDLE
