@@ -327,7 +327,8 @@ class ApiClientCreateForm(forms.ModelForm):
 
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
-    """Clients are created through api_client_create, which shows the key once (as a message)."""
+    """Clients are created through api_client_create; the key is shown once, on a page of its own
+    (never in a message: those are stored in a cookie), and only its hash is kept."""
 
     list_display = ("name", "owner_id", "key_prefix", "rate_limit_per_minute", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
@@ -354,13 +355,29 @@ class ApiClientAdmin(admin.ModelAdmin):
         created = api_client_create(name=obj.name, owner_id=obj.owner_id, rate_limit_per_minute=obj.rate_limit_per_minute)
         obj.pk = created.client.pk
         obj.key_prefix, obj.key_hash, obj.created_at = created.client.key_prefix, created.client.key_hash, created.client.created_at
-        self.message_user(request, f"API key for {obj.name} (shown only now, store it safely): {created.key}", messages.WARNING)
+        request._new_api_key = created.key  # for response_add, this request only
+
+    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        key = getattr(request, "_new_api_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(request, "admin/pool_app/apiclient/key_created.html", {
+            **self.admin_site.each_context(request), "title": "API key created", "opts": self.opts, "client": obj, "key": key,
+        })
+        response["Cache-Control"] = "no-store"  # never kept by a browser or a proxy
+        return response
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # revoke instead: the record of who made what stays
 
-    @admin.action(description="Revoke selected clients' keys")
-    def revoke_selected(self, request, queryset) -> None:
+    @admin.action(description="Revoke selected clients' keys", permissions=["change"])
+    def revoke_selected(self, request, queryset) -> HttpResponse | None:
+        if request.POST.get("post") != "yes":
+            return TemplateResponse(request, "admin/pool_app/apiclient/confirm_revoke.html", {
+                **self.admin_site.each_context(request), "title": "Revoke keys: are you sure?", "opts": self.opts,
+                "clients": list(queryset.order_by("name")), "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "media": self.media,
+            })
         for client in queryset:
             api_client_revoke(client_id=client.pk)
         self.message_user(request, f"Revoked {queryset.count()} client(s)", messages.SUCCESS)
+        return None

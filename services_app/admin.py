@@ -3,6 +3,17 @@ from django.contrib import admin
 from services_app.models import InstanceInfra, InstanceService, ProviderStatus
 
 
+class RecordOnly:
+    """Services' rows are the only record of paid resources: deleting one from admin would orphan
+    what it tracks (an instance's project, a funded key). They change only through services."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class InstanceServiceInline(admin.TabularInline):
     model = InstanceService
     fields = ("tool_id", "resource_id", "status", "provisioned_at", "destroyed_at", "last_error")
@@ -12,7 +23,7 @@ class InstanceServiceInline(admin.TabularInline):
 
 
 @admin.register(InstanceInfra)
-class InstanceInfraAdmin(admin.ModelAdmin):
+class InstanceInfraAdmin(RecordOnly, admin.ModelAdmin):
     list_display = ("instance_id", "provider", "url", "railway_project_id", "image_tag", "created_at", "torn_down_at", "last_error")
     list_filter = ("provider", ("torn_down_at", admin.EmptyFieldListFilter))
     search_fields = ("instance_id", "railway_project_id", "railway_service_id", "url")
@@ -22,30 +33,21 @@ class InstanceInfraAdmin(admin.ModelAdmin):
     readonly_fields = fields
     inlines = [InstanceServiceInline]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
 
 @admin.register(InstanceService)
-class InstanceServiceAdmin(admin.ModelAdmin):
+class InstanceServiceAdmin(RecordOnly, admin.ModelAdmin):
     list_display = ("instance_id", "tool_id", "resource_id", "status", "provisioned_at", "destroyed_at", "last_error")
     list_filter = ("tool_id", "status")
     search_fields = ("instance__instance_id", "resource_id")
     readonly_fields = ("instance", "tool_id", "resource_id", "config", "status", "last_error", "provisioned_at", "destroyed_at")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
 
 @admin.register(ProviderStatus)
-class ProviderStatusAdmin(admin.ModelAdmin):
+class ProviderStatusAdmin(RecordOnly, admin.ModelAdmin):
     """Last error and last success per provider (errors are redacted when recorded)."""
 
     list_display = ("provider", "last_error_at", "last_error", "last_ok_at")
     readonly_fields = ("provider", "last_error", "last_error_at", "last_ok_at")
-
-    def has_add_permission(self, request) -> bool:
-        return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

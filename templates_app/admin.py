@@ -91,7 +91,7 @@ class AgentTemplateAdmin(admin.ModelAdmin):
     list_per_page = 100
     actions = ["push_to_instances"]
 
-    @admin.action(description="Push name and instructions to the instances claimed from them")
+    @admin.action(description="Push name and instructions to the instances claimed from them", permissions=["change"])
     def push_to_instances(self, request: HttpRequest, queryset: QuerySet) -> None:
         from pool_app.models import Actor
         from pool_app.services.templates import template_sync  # the pool owns its instances

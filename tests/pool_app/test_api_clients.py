@@ -66,6 +66,31 @@ def test_admin_creates_a_client_and_shows_its_key_once(admin_client):
     assert _api(shown[0]).get("/api/pool/status").status_code == 200
     again = admin_client.get("/admin/pool_app/apiclient/").content.decode()
     assert shown[0] not in again and shown[0][:10] in again  # never shown again; its prefix identifies it
+    # Finding 14.7: the key travelled in a message, which Django stores in a cookie.
+    assert "no-store" in response["Cache-Control"]
+    assert not any(shown[0] in value.value for value in admin_client.cookies.values())
     client = ApiClient.objects.get(owner_id="web")
-    admin_client.post("/admin/pool_app/apiclient/", {"action": "revoke_selected", "_selected_action": [client.pk]})
+    action = {"action": "revoke_selected", "_selected_action": [client.pk]}
+    confirm = admin_client.post("/admin/pool_app/apiclient/", action)
+    assert confirm.status_code == 200 and "Yes, revoke" in confirm.content.decode()  # nothing revoked before confirming
+    assert _api(shown[0]).get("/api/pool/status").status_code == 200
+    admin_client.post("/admin/pool_app/apiclient/", {**action, "post": "yes"})
     assert _api(shown[0]).get("/api/pool/status").status_code == 401
+
+
+def test_revoking_keys_and_pushing_templates_need_the_change_permission(client):
+    from django.contrib.auth.models import Permission, User
+
+    from templates_app.models import AgentTemplate
+
+    viewer = User.objects.create_user("viewer", password="pw-0123456789", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_apiclient", "view_agenttemplate"]))
+    client.force_login(viewer)
+    target = api_client_create(name="Kept", owner_id="kept")
+    template = AgentTemplate.objects.create(agent_name="T", instructions="", visibility="public", tools=[])
+    for url, action, pk in (("/admin/pool_app/apiclient/", "revoke_selected", target.client.pk),
+                            ("/admin/templates_app/agenttemplate/", "push_to_instances", template.pk)):
+        page = client.get(url).content.decode()
+        assert f'value="{action}"' not in page  # not offered
+        client.post(url, {"action": action, "_selected_action": [pk], "post": "yes"})
+    assert _api(target.key).get("/api/pool/status").status_code == 200
