@@ -5,6 +5,7 @@ the two in step.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -15,7 +16,10 @@ from convos.log_redaction import install_record_redaction
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# It holds the generated secrets, the SQLite databases and the instances' data: this user only.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+if VAR_DIR.stat().st_uid == os.getuid():
+    VAR_DIR.chmod(0o700)
 
 env = environ.Env()
 # An optional `.env` at the repository root (ENV_FILE names another); real environment variables
@@ -28,23 +32,46 @@ CONVOS_ENV = env.str("CONVOS_ENV", default="development")
 if CONVOS_ENV not in ("development", "production"):
     raise ImproperlyConfigured("CONVOS_ENV must be 'development' or 'production'")
 IS_PRODUCTION = CONVOS_ENV == "production"
+# Set by the platforms this may be deployed to. On one of them a forgotten CONVOS_ENV would make
+# every container generate secrets of its own (web and worker disagreeing on every key): refuse.
+PAAS_MARKERS = ("RAILWAY_ENVIRONMENT", "RAILWAY_PROJECT_ID", "DYNO", "K_SERVICE", "KUBERNETES_SERVICE_HOST", "FLY_APP_NAME", "RENDER")
+ON_PAAS = any(os.environ.get(marker) for marker in PAAS_MARKERS)
+if ON_PAAS and "CONVOS_ENV" not in os.environ:
+    raise ImproperlyConfigured("CONVOS_ENV is not set on a hosting platform: set CONVOS_ENV=production (and the secrets), "
+                               "or CONVOS_ENV=development to run with secrets generated per container")
 
 _generated = {} if IS_PRODUCTION else local_secrets.load_or_create(VAR_DIR / "local-secrets.env")
+# Production secrets are at least this long (SECRET_KEY: Django's own check wants 50).
+MIN_SECRET_LENGTH = 32
 
 
-def _secret(name: str) -> str:
+def _secret(name: str, *, min_length: int = MIN_SECRET_LENGTH) -> str:
     value = env.str(name, default="") or _generated.get(name, "")
     if not value:
         raise ImproperlyConfigured(f"{name} must be set when CONVOS_ENV=production")
+    if IS_PRODUCTION and len(value) < min_length:
+        raise ImproperlyConfigured(f"{name} must be at least {min_length} characters in production")
     return value
 
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = _secret("SECRET_KEY")
+SECRET_KEY = _secret("SECRET_KEY", min_length=50)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Behind Railway's (or any) TLS-terminating proxy.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto says whether the client used HTTPS, but anyone can send it: trust it only
+# behind a proxy that sets it (the hosting platforms above do; elsewhere say so explicitly).
+if env.bool("TRUST_PROXY_SSL_HEADER", default=ON_PAAS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if IS_PRODUCTION:
+    # HTTPS only: redirect plain HTTP (except the platform's health check, which probes over
+    # HTTP inside its network), tell browsers to never use HTTP again, cookies over HTTPS only.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -99,6 +126,10 @@ DATABASE_ALIASES = {
 def _database(alias: str, variable: str) -> dict:
     config = env.db_url(variable, default=f"sqlite:///{VAR_DIR / f'{alias}.sqlite3'}")
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Created by us, readable by this user only (SQLite would create it world-readable).
+        database = Path(config["NAME"])
+        if database.parent.is_dir() and not database.exists():
+            database.touch(mode=0o600)
         # Web, worker and beat share the files: WAL lets readers run beside a writer, IMMEDIATE
         # takes the write lock when a transaction starts (so claims serialise instead of failing
         # with "database is locked" half-way), and the timeout waits for the lock.

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 VAR=${VAR_DIR:-var}
+# `make run` is a developer's machine: generated secrets, SQLite, local instances.
+export CONVOS_ENV=${CONVOS_ENV:-development}
 mkdir -p "$VAR"
 
 if [ -f "$VAR"/run.pid ] && kill -0 "$(cat "$VAR"/run.pid)" 2>/dev/null; then

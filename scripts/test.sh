@@ -14,6 +14,8 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
 # Tests never read a developer's .env or var/: they get a scratch VAR_DIR of their own.
 export VAR_DIR=${VAR_DIR:-$(mktemp -d /tmp/convos-test-var.XXXXXX)}
 export ENV_FILE=/dev/null
+# The tests configure development mode themselves, wherever they run (a CI pod looks like a platform).
+export CONVOS_ENV=${CONVOS_ENV:-development}
 # Test threads (live server, health checks) must not keep connections that block dropping the test databases.
 export DB_CONN_MAX_AGE=0
 # Concurrent runs on one machine each get their own test databases.
