@@ -35,6 +35,7 @@ from pool_app.models import (
 )
 from pool_app.services.api_clients import api_client_create, api_client_revoke
 from pool_app.services.operations import (
+    MAX_PER_REQUEST,
     OperationResult,
     instance_destroy_one,
     instance_recheck,
@@ -177,11 +178,11 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
 # --- pool settings and pool-wide operations --------------------------------------------------------
 class ReplenishForm(forms.Form):
-    count = forms.IntegerField(min_value=1, max_value=1000, initial=1, help_text="Instances to create now, within POOL_MAX_TOTAL")
+    count = forms.IntegerField(min_value=1, max_value=MAX_PER_REQUEST, initial=1, help_text="Instances to create now, within POOL_MAX_TOTAL")
 
 
 class DrainForm(forms.Form):
-    count = forms.IntegerField(min_value=1, max_value=1000, initial=1, help_text="Idle instances to destroy, oldest first; protected ones never")
+    count = forms.IntegerField(min_value=1, max_value=MAX_PER_REQUEST, initial=1, help_text="Idle instances to destroy, oldest first; protected ones never")
     dry_run = forms.BooleanField(required=False, initial=True, help_text="Only list what would be drained")
 
 

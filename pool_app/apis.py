@@ -19,6 +19,7 @@ from pool_app.services.claim import claim_spec
 from pool_app.services.templates import instance_clone
 from pool_app.services.idempotency import claim_once
 from pool_app.services.operations import (
+    MAX_PER_REQUEST,
     instance_destroy_one,
     instance_recheck,
     instance_redeploy_one,
@@ -123,20 +124,21 @@ class PoolClaimApi(APIView):
 
 class PoolStatusApi(APIView):
     def get(self, request: Request) -> Response:
-        # A client sees the pool's counts but only its own instances.
-        status = selectors.pool_status(owner_id=None if request.user.is_operator else request.user.owner_id)
-        return Response({
-            "counts": status["counts"],
-            "outage": status["outage"],
-            "lastTick": status["last_tick"],
-            "settings": status["settings"],
-            "providers": status["providers"],
-            "instances": InstanceOutputSerializer(status["instances"], many=True).data,
-        })
+        # A client sees the pool's counts and whether it is in an outage, but only its own
+        # instances: the tick report and providers' errors are fleet-wide, for operators only.
+        operator = request.user.is_operator
+        status = selectors.pool_status(owner_id=None if operator else request.user.owner_id)
+        answer = {"counts": status["counts"], "outage": status["outage"],
+                  "instances": InstanceOutputSerializer(status["instances"], many=True).data}
+        if operator:
+            answer.update(lastTick=status["last_tick"], settings=status["settings"], providers=status["providers"])
+        else:
+            answer["outage"] = {"active": status["outage"]["active"], "since": status["outage"]["since"]}
+        return Response(answer)
 
 
 class _CountSerializer(serializers.Serializer):
-    count = serializers.IntegerField(min_value=1, max_value=1000)
+    count = serializers.IntegerField(min_value=1, max_value=MAX_PER_REQUEST)
 
 
 class _DryRunSerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from pool_app.models import PoolSettings, PoolSettingsChange
@@ -73,6 +74,12 @@ def pool_settings_update(*, changed_by: str, **values: Any) -> list[PoolSettings
     unknown = set(values) - set(OVERRIDABLE) - {"paused"}
     if unknown:
         raise ValueError(f"Unknown pool settings: {', '.join(sorted(unknown))}")
+    for name, value in values.items():  # the model's bounds, whichever door the change comes through
+        if value is not None and name in OVERRIDABLE:
+            try:
+                PoolSettings._meta.get_field(name).run_validators(value)
+            except ValidationError as exc:
+                raise ValueError(f"{name}: {' '.join(exc.messages)}") from None
     with transaction.atomic(using=DB):
         row, _ = PoolSettings.objects.using(DB).select_for_update().get_or_create(pk=1)
         changes = []

@@ -173,7 +173,12 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     return None
 
 
-def _provision(instance_id: str, spec: ClaimSpec, provisioned: list[tuple[str, str]]) -> dict[str, Any]:
+def _within(deadline: float, step: str) -> None:
+    if time.monotonic() > deadline:
+        raise services.ServicesError(f"the claim ran past its deadline before {step}", code="claim_deadline")
+
+
+def _provision(instance_id: str, spec: ClaimSpec, provisioned: list[tuple[str, str]], *, deadline: float) -> dict[str, Any]:
     """Bind the instance first (its name, instructions and conversation): an instance that refuses
     (409, already bound to someone) has then seen nothing of this claim. Only once it accepted do
     the template's tools and the user's credentials go to it; each one given is appended to
@@ -181,8 +186,10 @@ def _provision(instance_id: str, spec: ClaimSpec, provisioned: list[tuple[str, s
     answer = services.configure(instance_id, agent_name=spec.agent_name, instructions=spec.instructions,
                                 join_url=spec.join_url, model=spec.model, self_provision_tools=spec.self_provision_tools)
     for tool_id in spec.pool_tools:
+        _within(deadline, f"giving {tool_id}")
         provisioned.append((tool_id, services.provision_tool(instance_id, tool_id)["resourceId"]))
     for tool_id in spec.user_tools:
+        _within(deadline, f"giving {tool_id}")
         provisioned.append((tool_id, services.provision_tool(instance_id, tool_id, user_config=spec.user_config)["resourceId"]))
     return answer
 
@@ -212,21 +219,30 @@ def instance_claim(
     if join_url and Instance.objects.using(DB).filter(join_url=join_url, status__in=_HOLDS_JOIN_URL).exists():
         raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use")
     tried: set[str] = set()
+    # The claim stops starting new steps after two thirds of CLAIM_TIMEOUT_MS (each step is bounded
+    # by PROVISION_TIMEOUT_S): the request ends on its own instead of holding a web thread, and
+    # rarely outlives the point where the tick recovers it.
+    deadline = time.monotonic() + settings.CLAIM_TIMEOUT_MS / 1000 * 2 / 3
     while True:
+        if tried and time.monotonic() > deadline:
+            raise UpstreamFailed("The claim ran past its deadline; retry", code="claim_deadline")
         instance = _reserve_idle_instance(actor=actor, join_url=join_url, skip=frozenset(tried))
         if instance is None:
             raise Unavailable("No idle instance is available right now; the pool is refilling, retry shortly", code="no_idle_instance")
         started = time.perf_counter()
         provisioned: list[tuple[str, str]] = []
         try:
-            answer = _provision(instance.pk, spec, provisioned)
+            answer = _provision(instance.pk, spec, provisioned, deadline=deadline)
             provision_ms = (time.perf_counter() - started) * 1000
             break
         except Exception as exc:  # whatever failed, the instance is recovered before the error goes on
             message = exc.message if isinstance(exc, services.ServicesError) else f"{exc.__class__.__name__}: {exc}"
             bound = isinstance(exc, services.ServicesError) and exc.code == "already_bound"
             _take_back(instance.pk, provisioned)
-            claim_recover(instance.pk, reason=f"provision failed: {message}", actor=actor, already_bound=bound)
+            if claim_recover(instance.pk, reason=f"provision failed: {message}", actor=actor, already_bound=bound) is None:
+                # The tick recovered this claim meanwhile: what the claim did after that reset
+                # (a binding) may sit on an instance listed as idle.
+                late_claim_recover(instance.pk, actor=actor, reason="a failed claim finished after it was recovered")
             tried.add(instance.pk)
             if not isinstance(exc, services.ServicesError):
                 raise

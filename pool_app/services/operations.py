@@ -24,6 +24,12 @@ logger = logging.getLogger(__name__)
 DB = "pool"
 
 
+# Replenish and drain run inside a web request when they come from the API or admin: a bounded
+# count keeps one request's work bounded (each create or destroy has its provider's timeout).
+# Larger batches go through the CLI, or several requests.
+MAX_PER_REQUEST = 100
+
+
 @dataclass
 class OperationResult:
     action: str

@@ -94,3 +94,28 @@ def test_revoking_keys_and_pushing_templates_need_the_change_permission(client):
         assert f'value="{action}"' not in page  # not offered
         client.post(url, {"action": action, "_selected_action": [pk], "post": "yes"})
     assert _api(target.key).get("/api/pool/status").status_code == 200
+
+
+def test_a_client_sees_counts_and_its_own_instances_but_no_fleet_wide_report():
+    # Finding 14.7: clients saw every provider's last error and the tick report.
+    client_view = _api(api_client_create(name="C", owner_id="c").key).get("/api/pool/status").json()
+    assert set(client_view) == {"counts", "outage", "instances"}
+    assert set(client_view["outage"]) == {"active", "since"}  # not the reason, which may quote a provider
+    operator = APIClient()
+    from django.conf import settings
+
+    operator.credentials(HTTP_AUTHORIZATION=f"Bearer {settings.POOL_API_KEY}")
+    assert {"lastTick", "settings", "providers"} <= set(operator.get("/api/pool/status").json())
+
+
+@pytest.mark.parametrize("option,value", [("--min-idle", "1001"), ("--max-total", "20001"), ("--create-concurrency", "65"),
+                                          ("--stuck-timeout-ms", "1000")])
+def test_pool_settings_are_bounded_from_every_door(option, value):
+    from django.core.management.base import CommandError
+
+    from pool_app.config import pool_config
+
+    before = pool_config()
+    with pytest.raises(CommandError, match=option.lstrip("-").replace("-", "_")):
+        call_command("pool_settings", option, value, stdout=StringIO())
+    assert pool_config() == before

@@ -57,7 +57,10 @@ class Command(BaseCommand):
         if options["pause"] or options["resume"]:
             values["paused"] = bool(options["pause"])
         if values:
-            changes = pool_settings_update(changed_by=f"cli:{_os_user()}", **values)
+            try:
+                changes = pool_settings_update(changed_by=f"cli:{_os_user()}", **values)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
             for change in changes:
                 self.stdout.write(self.style.SUCCESS(
                     f"{change.field}: {change.old_value or '-'} -> {change.new_value or '-'} (by {change.changed_by})"))
