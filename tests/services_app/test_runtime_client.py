@@ -1,0 +1,24 @@
+"""Calls to instances never follow redirects (finding 14.7: blind SSRF from a compromised instance)."""
+import pytest
+import responses
+
+from services_app import runtime_client
+
+INSTANCE = "http://instance.test"
+
+
+@responses.activate
+def test_a_redirect_from_an_instance_is_an_error_and_is_not_followed():
+    responses.add(responses.GET, f"{INSTANCE}/convos/status", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    inside = responses.add(responses.GET, "http://169.254.169.254/latest/meta-data", body="secret")
+    with pytest.raises(runtime_client.RuntimeCallError, match="redirect"):
+        runtime_client.convos_status(INSTANCE, token="gateway-token", timeout=5)
+    assert inside.call_count == 0
+
+
+@responses.activate
+def test_a_health_check_answered_with_a_redirect_is_not_healthy():
+    responses.add(responses.GET, f"{INSTANCE}/pool/health", status=301, headers={"Location": "http://elsewhere.test/pool/health"})
+    elsewhere = responses.add(responses.GET, "http://elsewhere.test/pool/health", json={"ready": True})
+    assert runtime_client.health(INSTANCE, timeout=5) is False
+    assert elsewhere.call_count == 0
