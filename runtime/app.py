@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -15,12 +15,16 @@ from runtime import __version__
 from runtime.config import ConfigError, load_config
 from runtime.files import atomic_write_text
 from runtime.server import RuntimeHTTPServer
+from runtime.agent import Agent, History, Incoming
+from runtime.channels import ChannelError, make_channel
 from runtime.state import RuntimeState
 
 logger = logging.getLogger(__name__)
 
 # How long shutdown waits for an in-flight provision/reset to finish.
 _SHUTDOWN_LOCK_TIMEOUT = 5.0
+# How often a pending join is checked for the owner's acceptance.
+_PENDING_CHECK_S = 2.0
 
 
 def _configure_logging() -> None:
@@ -29,12 +33,6 @@ def _configure_logging() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def _gateway_status() -> str:
-    # The real instance serves through the OpenClaw gateway; this stand-in
-    # never does, even when the binary happens to be installed.
-    return "present-unused" if shutil.which("openclaw") else "absent"
 
 
 def _write_pid_file(path: Path) -> None:
@@ -71,6 +69,37 @@ def _install_signal_handlers(server: RuntimeHTTPServer) -> None:
     signal.signal(signal.SIGINT, _handle)
 
 
+def _wire(state: RuntimeState, channel, agent: Agent) -> None:
+    """Messages of the bound conversation go to the agent; its answers go back to the channel.
+    A binding restored from the data volume is served again at start; a pending join is watched
+    until the owner accepts it."""
+
+    def serve(conversation_id: str) -> None:
+        def on_message(message: Incoming) -> None:
+            reply = agent.handle(message)
+            if reply:
+                try:
+                    channel.send(conversation_id, reply, reply_to=message.id)
+                except ChannelError as exc:
+                    logger.warning("sending the agent's reply failed: %s", exc)
+
+        channel.start(conversation_id, on_message)
+
+    state.on_bound = serve
+    binding = state.binding()
+    if binding and binding.get("conversationId") and binding.get("status") != "pending_acceptance":
+        serve(binding["conversationId"])
+
+    def watch_pending() -> None:
+        while True:
+            time.sleep(_PENDING_CHECK_S)
+            binding = state.binding()
+            if binding and binding.get("status") == "pending_acceptance":
+                state.resolve_pending()
+
+    threading.Thread(target=watch_pending, name="pending-join-watch", daemon=True).start()
+
+
 def main() -> int:
     _configure_logging()
     try:
@@ -79,15 +108,20 @@ def main() -> int:
         logger.error("configuration error: %s", exc)
         return 2
 
-    state = RuntimeState(config)
+    channel = make_channel(config.channel, invite_host=config.invite_host, join_pending_seconds=config.join_pending_seconds,
+                           data_dir=config.data_dir, convos_bin=config.convos_bin, xmtp_env=config.xmtp_env)
+    state = RuntimeState(config, channel)
     try:
         state.load()
     except OSError as exc:
         logger.error("cannot prepare data directory %s: %s", config.data_dir, exc)
         return 1
+    agent = Agent(identity_text=state.identity_text, credentials=state.credentials, model=state.model,
+                  history=History(state.history_dir), own_ids=channel.own_ids, llm_url=config.llm_url)
+    _wire(state, channel, agent)
 
     try:
-        server = RuntimeHTTPServer(config, state, _gateway_status())
+        server = RuntimeHTTPServer(config, state)
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
         return 1
@@ -100,6 +134,7 @@ def main() -> int:
         server.server_close()
         return 1
 
+    server.agent_history = agent.history.recent
     _install_signal_handlers(server)
     logger.info(
         "runtime %s listening on http://%s:%d (instance %s, xmtp %s, data %s, token %s)",
@@ -115,6 +150,7 @@ def main() -> int:
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
+        channel.stop()
         # Keep the lock for good: an in-flight provision/reset finishes first,
         # and a keep-alive worker thread cannot start a new one while we exit.
         if not state.lock.acquire(timeout=_SHUTDOWN_LOCK_TIMEOUT):

@@ -49,6 +49,9 @@ class Config:
     fail_provision: bool = False
     provision_delay_seconds: float = 0.0
     primary_model: str | None = None
+    channel: str = "loopback"
+    convos_bin: str = "convos"
+    llm_url: str | None = None
 
     def __repr__(self) -> str:  # never expose the gateway token
         return (
@@ -60,7 +63,8 @@ class Config:
             f"join_pending_seconds={self.join_pending_seconds!r}, "
             f"fail_provision={self.fail_provision!r}, "
             f"provision_delay_seconds={self.provision_delay_seconds!r}, "
-            f"primary_model={self.primary_model!r})"
+            f"primary_model={self.primary_model!r}, channel={self.channel!r}, "
+            f"convos_bin={self.convos_bin!r}, llm_url={self.llm_url!r})"
         )
 
     @property
@@ -145,4 +149,18 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             "RUNTIME_PROVISION_DELAY_SECONDS", _get(env, "RUNTIME_PROVISION_DELAY_SECONDS")
         ),
         primary_model=_get(env, "OPENCLAW_PRIMARY_MODEL"),
+        channel=_parse_channel(_get(env, "RUNTIME_CHANNEL")),
+        convos_bin=_get(env, "CONVOS_BIN") or "convos",
+        llm_url=_get(env, "OPENROUTER_API_URL"),
     )
+
+
+CHANNELS = ("convos", "loopback")
+
+
+def _parse_channel(raw: str | None) -> str:
+    # Unset: loopback (a bare `python -m runtime` needs nothing else); the image sets convos.
+    channel = (raw or "loopback").lower()
+    if channel not in CHANNELS:
+        raise ConfigError(f"RUNTIME_CHANNEL must be one of {', '.join(CHANNELS)}, got {raw!r}")
+    return channel

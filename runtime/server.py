@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 from runtime import __version__
 from runtime.config import Config
-from runtime.state import AlreadyBoundError, RuntimeState, SimulatedProvisionFailure
+from runtime.channels.base import ChannelError
+from runtime.state import AlreadyBoundError, ChannelFailed, RuntimeState, SimulatedProvisionFailure
 from runtime.validation import ValidationError, validate_credentials, validate_provision
 
 logger = logging.getLogger(__name__)
@@ -61,12 +62,11 @@ class RuntimeHTTPServer(ThreadingHTTPServer):
         self,
         config: Config,
         state: RuntimeState,
-        gateway_status: str,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.state = state
-        self.gateway_status = gateway_status
+        self.agent_history: Callable[[], list[dict[str, Any]]] = list
         self._monotonic = monotonic
         self.started_at = monotonic()
         if ":" in config.host:
@@ -82,7 +82,8 @@ class RuntimeHTTPServer(ThreadingHTTPServer):
         self.server_port = int(port)
 
     def is_ready(self) -> bool:
-        return self._monotonic() - self.started_at >= self.config.boot_seconds
+        booted = self._monotonic() - self.started_at >= self.config.boot_seconds
+        return booted and self.state.channel.ready()[0]
 
 
 Handler = Callable[["RuntimeRequestHandler"], None]
@@ -288,17 +289,21 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
     def handle_health(self) -> None:
         ready = self.server.is_ready()
         config = self.server.config
+        state = self.server.state
+        channel_ready, why = state.channel.ready()
         payload = {
             "ready": ready,
             "version": __version__,
-            # Be explicit that this is not the real agent: no OpenClaw gateway
-            # is serving requests behind this endpoint.
-            "runtime": "python-local",
-            "gateway": self.server.gateway_status,
+            "runtime": "convos-python",
+            "channel": state.channel.name,
+            "channelReady": channel_ready,
+            # Whether an answer can come from a model at all (never the key itself).
+            "llm": {"configured": bool(state.credentials().get("OPENROUTER_API_KEY")), "model": state.model()},
             "instanceId": config.instance_id,
             "xmtpEnv": config.xmtp_env,
-            "model": config.primary_model,
         }
+        if why:
+            payload["reason"] = why
         self._send_json(200 if ready else 503, payload)
 
     def handle_provision(self) -> None:
@@ -314,6 +319,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             result = self.server.state.provision(request)
         except AlreadyBoundError as exc:
             raise HttpError(409, str(exc)) from None
+        except ChannelFailed as exc:
+            logger.warning("provision failed at the channel: %s", exc)
+            raise HttpError(502, f"the conversation could not be set up: {exc}") from None
         except SimulatedProvisionFailure:
             logger.warning("provision failed on purpose (RUNTIME_FAIL_PROVISION)")
             raise HttpError(500, "simulated provision failure") from None
@@ -348,7 +356,10 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
 
     def handle_status(self) -> None:
         self._require_token()
-        self._send_json(200, self.server.state.status())
+        state = self.server.state
+        if (state.binding() or {}).get("status") == "pending_acceptance":
+            state.resolve_pending()  # answer with the latest: the pool polls this for pending joins
+        self._send_json(200, state.status())
 
     def handle_reset(self) -> None:
         self._require_token()
@@ -361,7 +372,31 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         self._send_json(200, {"ok": True, "reset": True, "status": status})
 
 
+    def handle_agent_message(self) -> None:
+        """A person's message to the agent (loopback channel): the agent's replies come back."""
+        self._require_token()
+        body = self._read_json_body(optional=False)
+        text, sender = body.get("text"), body.get("senderName") or "you"
+        if not isinstance(text, str) or not text.strip() or len(text) > 10_000:
+            raise HttpError(400, "text: a non-empty string of at most 10000 characters")
+        if not isinstance(sender, str) or len(sender) > 100:
+            raise HttpError(400, "senderName: a string of at most 100 characters")
+        channel = self.server.state.channel
+        if not hasattr(channel, "deliver"):
+            raise HttpError(409, f"this instance talks through its {channel.name} channel, not this endpoint")
+        try:
+            replies = channel.deliver(text.strip(), sender_name=sender)
+        except ChannelError as exc:
+            raise HttpError(409, str(exc)) from None
+        self._send_json(200, {"replies": replies})
+
+    def handle_agent_history(self) -> None:
+        self._require_token()
+        self._send_json(200, {"messages": self.server.agent_history()})
+
+
 ROUTES: dict[str, dict[str, Handler]] = {
+    "/agent/messages": {"POST": RuntimeRequestHandler.handle_agent_message, "GET": RuntimeRequestHandler.handle_agent_history},
     "/pool/health": {"GET": RuntimeRequestHandler.handle_health},
     "/pool/credentials": {"POST": RuntimeRequestHandler.handle_credentials},
     "/pool/update": {"POST": RuntimeRequestHandler.handle_update},

@@ -17,6 +17,7 @@ may win.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runtime import identity_md
+from runtime.channels.base import Bound, Channel, ChannelError
 from runtime.config import Config
 from runtime.files import atomic_write_json, atomic_write_text, dir_has_files, read_json
 from runtime.validation import ProvisionRequest
@@ -53,6 +55,10 @@ class CorruptBindingError(Exception):
     """binding.json exists but cannot be parsed."""
 
 
+class ChannelFailed(Exception):
+    """The channel (the Convos CLI) could not create or join the conversation."""
+
+
 @dataclass(frozen=True)
 class ProvisionResult:
     invite_url: str | None
@@ -71,8 +77,12 @@ class ProvisionResult:
 
 
 class RuntimeState:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, channel: Channel, clock: Callable[[], float] = time.time) -> None:
         self._config = config
+        self.channel = channel
+        # Called (outside the lock) when the instance becomes bound to a conversation it can
+        # serve: the app starts receiving its messages.
+        self.on_bound: Callable[[str], None] = lambda conversation_id: None
         # Wall-clock time, not monotonic: join times are persisted and must
         # stay meaningful across restarts.
         self._clock = clock
@@ -83,6 +93,7 @@ class RuntimeState:
         self.binding_path = data / "convos" / "binding.json"
         self.inbox_identity_path = data / "convos" / "identity.json"
         self.credentials_dir = data / "credentials"
+        self.history_dir = data / "history"
         self.inbox_id = ""
 
     # -- start-up ---------------------------------------------------------
@@ -124,7 +135,7 @@ class RuntimeState:
             raise CorruptBindingError(str(exc)) from exc
         if binding is None:
             return None
-        if not isinstance(binding, dict) or not binding.get("conversationId"):
+        if not isinstance(binding, dict) or not (binding.get("conversationId") or binding.get("status") == STATUS_PENDING):
             raise CorruptBindingError("binding.json does not hold a conversation")
         return binding
 
@@ -135,8 +146,7 @@ class RuntimeState:
             return None
 
     def _is_pending(self, binding: dict[str, Any]) -> bool:
-        pending_until = binding.get("pendingUntil")
-        return isinstance(pending_until, (int, float)) and self._clock() < pending_until
+        return binding.get("status") == STATUS_PENDING
 
     def _status_unlocked(self) -> dict[str, Any]:
         try:
@@ -148,10 +158,12 @@ class RuntimeState:
             not self.binding_path.exists()
             and not (identity is not None and identity_md.has_custom_section(identity))
             and not dir_has_files(self.credentials_dir)
+            and not dir_has_files(self.history_dir)
         )
         return {
-            "conversationId": binding["conversationId"] if binding else None,
-            "inboxId": self.inbox_id or None,
+            # A pending join has no conversation yet: the pool must not take it as accepted.
+            "conversationId": binding.get("conversationId") if binding and not self._is_pending(binding) else None,
+            "inboxId": (binding or {}).get("inboxId") or self.inbox_id or None,
             "pending": bool(binding) and self._is_pending(binding),
             "clean": clean,
         }
@@ -185,53 +197,90 @@ class RuntimeState:
                 # check that the pool notices an instance left dirty.
                 raise SimulatedProvisionFailure("simulated provision failure")
 
-            binding, result = self._new_binding(request)
+            try:
+                if request.join_url is None:
+                    bound = self.channel.create(name=request.agent_name, profile_name=request.agent_name)
+                else:
+                    if urlsplit(request.join_url).hostname not in (self._config.invite_host, None, "convos.app"):
+                        logger.warning("joinUrl host does not match XMTP_ENV=%s; joining anyway", self._config.xmtp_env)
+                    bound = self.channel.join(invite_url=request.join_url, profile_name=request.agent_name,
+                                              profile_image=request.profile_image, metadata=request.metadata)
+            except ChannelError as exc:
+                raise ChannelFailed(str(exc)) from exc
+            binding = self._binding(request, bound)
             atomic_write_json(self.binding_path, binding)
-            logger.info(
-                "provisioned conversation %s (status %s)", result.conversation_id, result.status
-            )
-            return result
+            logger.info("provisioned conversation %s (status %s)", bound.conversation_id, bound.status)
+        if bound.conversation_id and bound.status != STATUS_PENDING:
+            self.on_bound(bound.conversation_id)
+        return ProvisionResult(bound.invite_url, bound.conversation_id, bound.joined, bound.status)
 
     def _write_instructions(self, agent_name: str, instructions: str) -> None:
         existing = self._read_identity_md()
         updated = identity_md.apply_instructions(existing, agent_name, instructions)
         atomic_write_text(self.identity_md_path, updated)
 
-    def _new_binding(self, request: ProvisionRequest) -> tuple[dict[str, Any], ProvisionResult]:
+    def _binding(self, request: ProvisionRequest, bound: Bound) -> dict[str, Any]:
         now = self._clock()
-        conversation_id = secrets.token_hex(16)
-        pending_until: float | None = None
-        if request.join_url is None:
-            invite_url = f"https://{self._config.invite_host}/v2?i={secrets.token_urlsafe(16)}"
-            joined, status = False, STATUS_CREATED
-        else:
-            invite_url = request.join_url
-            if urlsplit(invite_url).hostname != self._config.invite_host:
-                logger.warning(
-                    "joinUrl host does not match XMTP_ENV=%s; joining anyway",
-                    self._config.xmtp_env,
-                )
-            if self._config.join_pending_seconds > 0:
-                # Simulates the conversation owner still having to accept the
-                # join request; _is_pending flips once this time has passed.
-                pending_until = now + self._config.join_pending_seconds
-                joined, status = False, STATUS_PENDING
-            else:
-                joined, status = True, STATUS_JOINED
-        binding: dict[str, Any] = {
-            "conversationId": conversation_id,
-            "inviteUrl": invite_url,
-            "joined": joined,
-            "status": status,
+        return {
+            **bound.extra,
+            "conversationId": bound.conversation_id,
+            "inviteUrl": bound.invite_url,
+            "joined": bound.joined,
+            "status": bound.status,
             "joinedAt": now if request.join_url is not None else None,
-            "pendingUntil": pending_until,
             "createdAt": now,
             "agentName": request.agent_name,
             "profileImage": request.profile_image,
             "metadata": request.metadata,
             "xmtpEnv": self._config.xmtp_env,
+            "channel": self.channel.name,
         }
-        return binding, ProvisionResult(invite_url, conversation_id, joined, status)
+
+    def binding(self) -> dict[str, Any] | None:
+        with self.lock:
+            try:
+                return self._read_binding()
+            except CorruptBindingError:
+                return None
+
+    def resolve_pending(self) -> bool:
+        """Ask the channel whether a pending join was accepted; True once the instance serves it."""
+        with self.lock:
+            try:
+                binding = self._read_binding()
+            except CorruptBindingError:
+                return False
+            if not binding or not self._is_pending(binding):
+                return False
+            try:
+                bound = self.channel.check_join(binding)
+            except ChannelError as exc:
+                logger.warning("checking the pending join failed: %s", exc)
+                return False
+            if bound.status == STATUS_PENDING or not bound.conversation_id:
+                return False
+            binding.update(bound.extra, conversationId=bound.conversation_id, status=bound.status, joined=bound.joined)
+            atomic_write_json(self.binding_path, binding)
+            logger.info("join accepted: conversation %s", bound.conversation_id)
+        self.on_bound(bound.conversation_id)
+        return True
+
+    def credentials(self) -> dict[str, str]:
+        """What the agent's tools may use: the variables the instance booted with, and the ones a
+        claim or a self-provision delivered since (those win)."""
+        path = self.credentials_dir / "env.json"
+        try:
+            delivered = read_json(path) if path.exists() else {}
+        except ValueError:
+            delivered = {}
+        return {**os.environ, **(delivered if isinstance(delivered, dict) else {})}
+
+    def model(self) -> str | None:
+        binding = self.binding() or {}
+        return (binding.get("metadata") or {}).get("model") or self._config.primary_model
+
+    def identity_text(self) -> str:
+        return self._read_identity_md() or ""
 
     def update_identity(self, request: ProvisionRequest) -> dict[str, Any]:
         """Replace the name and custom instructions of an instance, bound or not (a template sync
@@ -270,14 +319,17 @@ class RuntimeState:
             return sorted(current)
 
     def reset(self) -> dict[str, Any]:
-        """Factory reset: forget the conversation, credentials and custom
-        instructions. The inbox id stays: it is the instance's own identity,
-        not part of a claim."""
+        """Factory reset: stop serving, forget the conversation, the channel's identity (the
+        Convos CLI's home: a new claim gets a new XMTP identity), credentials, history and custom
+        instructions."""
         with self.lock:
+            self.channel.stop()
             self.binding_path.unlink(missing_ok=True)
-            shutil.rmtree(self.credentials_dir, ignore_errors=True)
-            if self.credentials_dir.exists():
-                raise OSError("could not remove the credentials directory")
+            self.channel.wipe()  # the channel's identity and conversations (the CLI's home)
+            for directory in (self.credentials_dir, self.history_dir):
+                shutil.rmtree(directory, ignore_errors=True)
+                if directory.exists():
+                    raise OSError(f"could not remove {directory.name}/")
             existing = self._read_identity_md()
             if existing is not None:
                 remaining = identity_md.remove_instructions(existing)

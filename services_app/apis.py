@@ -113,6 +113,18 @@ class ResetApi(_ServicesApi):
         return Response(services.instance_reset(instance_id=instance_id))
 
 
+class ChatApi(_ServicesApi):
+    class InputSerializer(serializers.Serializer):
+        text = StrictCharField(max_length=10_000)
+        senderName = StrictCharField(max_length=100, required=False, default="operator")
+
+    def post(self, request: Request, instance_id: str) -> Response:
+        data = self.InputSerializer(data=_body(request))
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        return Response(services.instance_chat(instance_id=instance_id, text=v["text"], sender_name=v["senderName"]))
+
+
 class ConvosStatusApi(_ServicesApi):
     def get(self, request: Request, instance_id: str) -> Response:
         return Response(services.instance_convos_status(instance_id=instance_id))

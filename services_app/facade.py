@@ -17,7 +17,7 @@ from services_app.services.errors import ServicesError
 from services_app.signals import self_provision_requested
 
 __all__ = [
-    "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "reset",
+    "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "chat", "reset",
     "redeploy", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
 ]
 
@@ -84,6 +84,13 @@ def convos_status(instance_id: str) -> dict[str, Any]:
     if _remote():
         return http_client.call("GET", f"convos-status/{_q(instance_id)}")
     return _local().instance_convos_status(instance_id=instance_id)
+
+
+def chat(instance_id: str, text: str, *, sender_name: str = "operator") -> dict[str, Any]:
+    """POST /chat/:instanceId {text, senderName} -> {replies}: a message to the agent (loopback channel)"""
+    if _remote():
+        return http_client.call("POST", f"chat/{_q(instance_id)}", {"text": text, "senderName": sender_name})
+    return _local().instance_chat(instance_id=instance_id, text=text, sender_name=sender_name)
 
 
 def reset(instance_id: str) -> dict[str, Any]:

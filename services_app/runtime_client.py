@@ -83,6 +83,12 @@ def convos_status(base_url: str, *, token: str, timeout: float) -> dict[str, Any
     return _call("GET", f"{base_url}/convos/status", token=token, timeout=timeout)
 
 
+def agent_message(base_url: str, *, token: str, text: str, sender_name: str, timeout: float) -> list[str]:
+    """A person's message to the agent (loopback channel); returns the agent's replies."""
+    answer = _call("POST", f"{base_url}/agent/messages", token=token, timeout=timeout, json_body={"text": text, "senderName": sender_name})
+    return [str(r) for r in answer.get("replies") or []]
+
+
 def convos_reset(base_url: str, *, token: str, timeout: float) -> dict[str, Any]:
     return _call("POST", f"{base_url}/convos/reset", token=token, timeout=timeout, json_body={})
 

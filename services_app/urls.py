@@ -13,6 +13,7 @@ urlpatterns = [
     path("abandon-creation/<id:instance_id>", apis.AbandonCreationApi.as_view()),
     path("reset/<id:instance_id>", apis.ResetApi.as_view()),
     path("convos-status/<id:instance_id>", apis.ConvosStatusApi.as_view()),
+    path("chat/<id:instance_id>", apis.ChatApi.as_view()),
     path("registry", apis.RegistryApi.as_view()),
     path("check-user-config/<id:tool_id>", apis.CheckUserConfigApi.as_view()),
     path("teardown/retry", apis.TeardownRetryApi.as_view()),

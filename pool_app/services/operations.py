@@ -142,6 +142,23 @@ def pool_redeploy_idle(*, actor: str, dry_run: bool = False) -> OperationResult:
     return result
 
 
+def instance_chat(*, instance_id: str, text: str, actor: str, sender_name: str = "operator") -> list[str]:
+    """Send a message to a claimed agent and return its replies (through services, which keeps the
+    gateway token). Works for agents on the loopback channel; a Convos agent is talked to in Convos.
+    The event log records that someone talked to the agent (not what was said)."""
+    instance = _get(instance_id)
+    if instance.status not in (InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE):
+        raise Conflict(f"Instance {instance_id} is {instance.status}: only a claimed agent can be talked to", code="not_claimed")
+    record_event(instance_id=instance_id, from_status=instance.status, to_status=instance.status, actor=actor,
+                 reason=f"{sender_name} sent the agent a message")
+    try:
+        return services.chat(instance_id, text, sender_name=sender_name)["replies"]
+    except services.ServicesError as exc:
+        if exc.status_code == 409:
+            raise Conflict(exc.message, code=exc.code) from exc
+        raise UpstreamFailed(exc.message, code=exc.code) from exc
+
+
 def instance_recheck(*, instance_id: str, actor: str) -> Instance:
     """Ask services about one instance now and apply the answer, as the tick would."""
     from pool_app.services.tick import Outage, observe  # the tick's own observation, for one instance

@@ -78,7 +78,8 @@ class WalletPlugin:
         return ProvisionedResource(
             resource_id=address,
             config={"address": address},
-            env_vars={"PRIVATE_WALLET_KEY": "0x" + private_key.to_bytes(32, "big").hex()},
+            # The address travels too: the agent shows it without deriving it (no crypto library in the image).
+            env_vars={"PRIVATE_WALLET_KEY": "0x" + private_key.to_bytes(32, "big").hex(), "WALLET_ADDRESS": address},
         )
 
     def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -145,6 +145,9 @@ class LocalProvider:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "PYTHONUNBUFFERED": "1",
+            # A local agent is talked to through the pool (`manage.py chat`); LOCAL_RUNTIME_ENV may
+            # say RUNTIME_CHANNEL=convos on a machine with the Convos CLI and network.
+            "RUNTIME_CHANNEL": "loopback",
             **self.extra_env,
             **variables,
             "HOST": self.host,

@@ -13,11 +13,11 @@ from services_app.services.infra import (
     status_batch,
     teardown_retry,
 )
-from services_app.services.runtime_calls import instance_configure, instance_convos_status, instance_reset
+from services_app.services.runtime_calls import instance_chat, instance_configure, instance_convos_status, instance_reset
 from services_app.services.tools import registry, tool_destroy, tool_provision, user_config_check
 
 __all__ = [
     "ServicesError", "provider_statuses", "instance_abandon_creation", "instance_create", "instance_destroy", "instance_redeploy", "local_fleet_start",
-    "local_fleet_stop", "status_batch", "teardown_retry", "instance_configure", "instance_convos_status", "instance_reset",
+    "local_fleet_stop", "status_batch", "teardown_retry", "instance_chat", "instance_configure", "instance_convos_status", "instance_reset",
     "registry", "tool_destroy", "tool_provision", "user_config_check",
 ]

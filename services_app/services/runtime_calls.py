@@ -85,6 +85,24 @@ def instance_convos_status(*, instance_id: str) -> dict[str, Any]:
         raise _runtime_error(instance_id, exc) from exc
 
 
+# An agent's turn may wait for the model and a few tool calls.
+CHAT_TIMEOUT_S = 120.0
+
+
+def instance_chat(*, instance_id: str, text: str, sender_name: str = "operator") -> dict[str, Any]:
+    """Relay a person's message to the instance's agent (loopback channel) and return its replies.
+    The gateway token stays inside services: whoever chats never sees it."""
+    infra = live_infra(instance_id)
+    try:
+        replies = runtime_client.agent_message(infra.url, token=gateway_token(infra), text=text, sender_name=sender_name,
+                                               timeout=CHAT_TIMEOUT_S)
+    except runtime_client.RuntimeCallError as exc:
+        if exc.status_code == 409:
+            raise ServicesError(f"Instance {instance_id}: {redact(exc.message)}", code="not_chattable", status_code=409) from exc
+        raise _runtime_error(instance_id, exc) from exc
+    return {"replies": replies}
+
+
 def instance_reset(*, instance_id: str) -> dict[str, Any]:
     """Factory reset: the claim's resources are destroyed (first, so their credentials are worthless
     even if the instance cannot be reached), its self-provisioning grants withdrawn, then the

@@ -218,8 +218,9 @@ def test_it_answers_503_while_booting_then_200(start_runtime: RuntimeFactory) ->
     body = runtime.get("/pool/health", auth=False).json()
     assert body["ready"] is True
     assert body["version"] == "0.1.0"
-    assert body["runtime"] == "python-local"
-    assert body["gateway"] in {"absent", "present-unused"}
+    assert body["runtime"] == "convos-python"
+    assert body["channel"] == "loopback" and body["channelReady"] is True
+    assert body["llm"] == {"configured": False, "model": None}  # honest: no key, no model named
     assert body["instanceId"] == "test-instance"
 
 
@@ -555,12 +556,13 @@ def test_it_reports_pending_acceptance_until_the_owner_accepts(
     response = runtime.provision(joinUrl="https://popup.convos.org/v2?i=abc")
     body = response.json()
     assert body["status"] == "pending_acceptance"
-    assert body["joined"] is False
-    assert runtime.status()["pending"] is True
+    assert body["joined"] is False and body["conversationId"] is None
+    # Pending has no conversation yet: a pool must not take it as accepted (production's rule).
+    assert runtime.status()["pending"] is True and runtime.status()["conversationId"] is None
 
     assert _wait_for(lambda: runtime.status()["pending"] is False, timeout=5)
     assert time.monotonic() - started >= 0.9
-    assert runtime.status()["conversationId"] == body["conversationId"]
+    assert HEX32.match(runtime.status()["conversationId"])
 
 
 def test_it_creates_without_pending_when_no_join_url(start_runtime: RuntimeFactory) -> None:

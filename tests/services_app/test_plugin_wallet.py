@@ -56,7 +56,7 @@ def test_create_makes_a_fresh_key_and_keeps_only_the_address():
     assert 1 <= int(key, 16) < SECP256K1_N
     assert first.resource_id == address_of(int(key, 16)) == first.config["address"]
     assert first.config == {"address": first.resource_id}
-    assert set(first.env_vars) == {"PRIVATE_WALLET_KEY"}
+    assert set(first.env_vars) == {"PRIVATE_WALLET_KEY", "WALLET_ADDRESS"} and first.env_vars["WALLET_ADDRESS"] == first.resource_id
     assert second.env_vars["PRIVATE_WALLET_KEY"] != key and second.resource_id != first.resource_id
 
 

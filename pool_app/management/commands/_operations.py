@@ -10,7 +10,7 @@ from django.core.management import BaseCommand, CommandError
 from convos.errors import DomainError
 from pool_app.services.operations import OperationResult
 
-MAX_COUNT = 1000  # as the REST endpoints
+MAX_COUNT = 1000  # the CLI is not bound by a web request's time: larger batches than the API's
 
 
 def count_argument(value: str) -> int:
