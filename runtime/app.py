@@ -108,8 +108,12 @@ def main() -> int:
         logger.error("configuration error: %s", exc)
         return 2
 
-    channel = make_channel(config.channel, invite_host=config.invite_host, join_pending_seconds=config.join_pending_seconds,
-                           data_dir=config.data_dir, convos_bin=config.convos_bin, xmtp_env=config.xmtp_env)
+    try:
+        channel = make_channel(config.channel, invite_host=config.invite_host, join_pending_seconds=config.join_pending_seconds,
+                               data_dir=config.data_dir, convos_bin=config.convos_bin, xmtp_env=config.xmtp_env)
+    except ValueError as exc:
+        logger.error("configuration error: %s", exc)
+        return 2
     state = RuntimeState(config, channel)
     try:
         state.load()

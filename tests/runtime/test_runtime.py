@@ -634,3 +634,9 @@ def test_it_updates_name_and_instructions_of_a_bound_instance(runtime: Runtime) 
     assert "New persona." in identity and "Old persona." not in identity and identity.count("## Custom Instructions") == 1
     assert runtime.post("/pool/update", json={"agentName": 5, "instructions": "x"}).status_code == 400
     assert runtime.post("/pool/update", auth=False, json={"agentName": "a", "instructions": "b"}).status_code == 401
+
+
+def test_it_refuses_to_start_on_a_channel_this_build_does_not_have(tmp_path: Path) -> None:
+    env = {**os.environ, "RUNTIME_CHANNEL": "convos", "RUNTIME_DATA_DIR": str(tmp_path), "PORT": str(_free_port())}
+    done = subprocess.run([sys.executable, "-m", "runtime"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "convos channel is not part of this build" in done.stderr
