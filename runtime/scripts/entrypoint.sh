@@ -42,7 +42,7 @@ prepare() {
     done
     mkdir -p -- "$data_dir/credentials" 2>/dev/null \
         || fail "cannot create credentials/ in the data directory"
-    chmod 0750 -- "$data_dir/credentials" 2>/dev/null \
+    chmod 0700 -- "$data_dir/credentials" 2>/dev/null \
         || fail "cannot make credentials/ private (0700) in the data directory"
     [ -w "$data_dir" ] || fail "the data directory is not writable"
 }
