@@ -240,6 +240,8 @@ RAILWAY_API_TOKEN = RAILWAY_API_TOKENS[0] if RAILWAY_API_TOKENS else ""
 RAILWAY_WORKSPACE_ID = env.str("RAILWAY_WORKSPACE_ID", default="")
 RAILWAY_ENVIRONMENT_NAME = env.str("RAILWAY_ENVIRONMENT_NAME", default="production")
 RAILWAY_RUNTIME_IMAGE = env.str("RAILWAY_RUNTIME_IMAGE", default="ghcr.io/xmtplabs/convos-runtime:production")
+# Empty: the image's own CMD; set it only for an image that needs another start command.
+RAILWAY_START_COMMAND = env.str("RAILWAY_START_COMMAND", default="")
 RAILWAY_INSTANCE_URL_TEMPLATE = env.str("RAILWAY_INSTANCE_URL_TEMPLATE", default="https://{domain}")
 RAILWAY_PROJECTS_PAGE_SIZE = env.int("RAILWAY_PROJECTS_PAGE_SIZE", default=50)
 RAILWAY_RATE_LIMIT_RPS = env.float("RAILWAY_RATE_LIMIT_RPS", default=40.0)

@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 PROJECT_PREFIX = "convos-agent-"
 SERVICE_NAME = "runtime"
 VOLUME_MOUNT_PATH = "/data"
-START_COMMAND = "python -m runtime"
 MAX_PAGES = 10_000  # guards the paging loop against a cursor that never advances
 
 
@@ -48,6 +47,9 @@ class RailwayProvider:
     memory_gb: float | None = None
     registry_username: str = ""
     registry_password: str = ""
+    # Empty: the image's own start command (any image speaking the protocol, the production one
+    # included, runs as built). RAILWAY_START_COMMAND overrides it.
+    start_command: str = ""
 
     @classmethod
     def from_settings(cls) -> "RailwayProvider":
@@ -76,6 +78,7 @@ class RailwayProvider:
             memory_gb=settings.RAILWAY_INSTANCE_MEMORY_GB,
             registry_username=settings.GHCR_USERNAME,
             registry_password=settings.GHCR_TOKEN,
+            start_command=settings.RAILWAY_START_COMMAND,
         )
 
     # --- InfraProvider ---------------------------------------------------------------------------
@@ -174,7 +177,9 @@ class RailwayProvider:
         if limits:
             self.client.execute(docs.SERVICE_INSTANCE_LIMITS_UPDATE, {"input": {**ids, **limits}})
         # Last configuration step: from here on the service has something to run.
-        source: dict[str, Any] = {"source": {"image": self.image}, "startCommand": START_COMMAND}
+        source: dict[str, Any] = {"source": {"image": self.image}}
+        if self.start_command:
+            source["startCommand"] = self.start_command
         if self.registry_username and self.registry_password:
             source["registryCredentials"] = {"username": self.registry_username, "password": self.registry_password}
         self.client.execute(docs.SERVICE_INSTANCE_UPDATE, {**ids, "input": source})

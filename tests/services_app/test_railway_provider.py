@@ -73,8 +73,7 @@ def test_it_creates_an_instance_with_everything_in_place_before_the_first_deploy
         "serviceId": ref.railway_service_id,
         "environmentId": ref.railway_environment_id,
         "input": {
-            "source": {"image": IMAGE},
-            "startCommand": "python -m runtime",
+            "source": {"image": IMAGE},  # no startCommand: the image's own CMD runs
             "registryCredentials": {"username": "ghcr-bot", "password": "ghcr-secret"},
         },
     }
@@ -85,7 +84,7 @@ def test_it_creates_an_instance_with_everything_in_place_before_the_first_deploy
     (first_deploy,) = service["deployments"]  # exactly one boot, and it saw everything
     assert first_deploy["variables"] == VARIABLES
     assert first_deploy["volumes"] == ["/data"] and first_deploy["limits"] == {"vCPUs": 2.0, "memoryGB": 4.0}
-    assert first_deploy["source"] == {"image": IMAGE} and first_deploy["startCommand"] == "python -m runtime"
+    assert first_deploy["source"] == {"image": IMAGE} and first_deploy["startCommand"] is None
     assert ref.url == f"https://{service['domains'][0]}"
     assert ref.railway_service_id == service["id"] and ref.image_tag == IMAGE
     assert ref.provider_state["deployment_id"] == first_deploy["id"]
