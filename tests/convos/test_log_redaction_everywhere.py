@@ -38,7 +38,7 @@ def _assert_redacted(output: str, *leaked: str) -> None:
     assert "[redacted]" in output
 
 
-def test_the_celery_worker_redacts_its_task_logs_and_tracebacks():
+def test_the_celery_worker_redacts_its_task_logs_and_tracebacks(monkeypatch):
     openrouter_key, pool_key = _secrets()
     queue = f"probe-{secrets.token_hex(4)}"
     worker = subprocess.Popen(
@@ -46,6 +46,8 @@ def test_the_celery_worker_redacts_its_task_logs_and_tracebacks():
          "--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=_env(pool_key, CELERY_BROKER_URL=PROBE_BROKER), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
+    # Celery lets CELERY_BROKER_URL (set by .ci/run) win over the app's broker: point it here too.
+    monkeypatch.setenv("CELERY_BROKER_URL", PROBE_BROKER)
     sender = Celery(broker=PROBE_BROKER)
     try:
         sender.send_task("tests.convos.log_probe.leak", args=[f"{openrouter_key} {pool_key}"], queue=queue)
