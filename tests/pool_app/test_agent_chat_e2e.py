@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from io import StringIO
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tests.llm_standin import StandIn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)]
 AGENTMAIL = "https://agentmail.test/v0"
+LLM_KEY = f"test-llm-{secrets.token_hex(8)}"  # what the stand-in model is called with
 
 
 def _idle(n: int) -> None:
@@ -48,7 +50,7 @@ def _teardown() -> None:
 
 
 def test_a_claimed_local_agent_answers_from_the_model_with_the_claims_instructions(local_instances: Path, settings, standin):
-    settings.LOCAL_RUNTIME_ENV = {"OPENROUTER_API_URL": standin.url, "OPENROUTER_API_KEY": "standin-key-0123456789"}
+    settings.LOCAL_RUNTIME_ENV = {"OPENROUTER_API_URL": standin.url, "OPENROUTER_API_KEY": LLM_KEY}
     settings.POOL_MIN_IDLE = 1
     _idle(1)
     template = AgentTemplate.objects.create(agent_name="Tokyo guide", instructions="Only ever talk about Tokyo.", visibility="public",
@@ -62,7 +64,7 @@ def test_a_claimed_local_agent_answers_from_the_model_with_the_claims_instructio
         system = request["messages"][0]
         assert system["role"] == "system" and "Only ever talk about Tokyo." in system["content"] and "Tokyo guide" in system["content"]
         assert request["messages"][-1] == {"role": "user", "content": "operator: hello"}
-        assert standin.headers[-1]["Authorization"] == "Bearer standin-key-0123456789"
+        assert standin.headers[-1]["Authorization"] == f"Bearer {LLM_KEY}"
         # The second turn carries the first one as history.
         _chat(claimed.instance_id, "and again")
         assert [m["role"] for m in standin.requests[-1]["messages"]] == ["system", "user", "assistant", "user"]
@@ -85,16 +87,16 @@ def test_without_an_llm_key_the_agent_says_so_once(local_instances: Path, settin
 
 
 def test_the_agent_asks_for_email_gets_it_for_itself_only_and_has_the_tool_next_turn(local_instances: Path, settings, standin, live_server):
-    settings.LOCAL_RUNTIME_ENV = {"OPENROUTER_API_URL": standin.url, "OPENROUTER_API_KEY": "standin-key-0123456789"}
+    settings.LOCAL_RUNTIME_ENV = {"OPENROUTER_API_URL": standin.url, "OPENROUTER_API_KEY": LLM_KEY}
     settings.SERVICES_PUBLIC_URL = f"{live_server.url}/services/"
     settings.SELF_PROVISION_TOOLS = ["email"]
-    settings.AGENTMAIL_API_URL, settings.AGENTMAIL_API_KEY = AGENTMAIL, "am-pool-account-key-0123456789"
+    settings.AGENTMAIL_API_URL, settings.AGENTMAIL_API_KEY = AGENTMAIL, f"test-account-{secrets.token_hex(8)}"
     settings.POOL_MIN_IDLE = 2
     _idle(2)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(re.compile(r"http://(127\.0\.0\.1|localhost):\d+/"))
         mock.add(responses.POST, f"{AGENTMAIL}/inboxes", json={"inbox_id": "agent@mail.test", "email": "agent@mail.test"})
-        mock.add(responses.POST, f"{AGENTMAIL}/inboxes/agent@mail.test/api-keys", json={"api_key": "am-scoped-key-0123456789abc", "api_key_id": "k1"})
+        mock.add(responses.POST, f"{AGENTMAIL}/inboxes/agent@mail.test/api-keys", json={"api_key": f"test-scoped-{secrets.token_hex(8)}", "api_key_id": "k1"})
         mock.add(responses.GET, f"{AGENTMAIL}/inboxes/agent@mail.test/api-keys", json={"api_keys": [{"api_key_id": "k1"}]})
         mock.add(responses.DELETE, re.compile(rf"{AGENTMAIL}/inboxes/.*"), status=204)
         mine = instance_claim(spec=claim_spec(agent_name="Mailer", instructions=""), actor="cli").instance_id

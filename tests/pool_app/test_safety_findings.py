@@ -7,6 +7,7 @@ never reaches another and that every recovery path owns the row before it acts.
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
 from datetime import timedelta
@@ -30,7 +31,7 @@ from tests.conftest import ALL_DATABASES, wait_until
 
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 AGENTMAIL = "https://agentmail.test/v0"
-ALICE_KEY = "KEYalice-telnyx-secret-0123456789abcdef"
+ALICE_KEY = f"test-alice-telnyx-{secrets.token_hex(12)}"  # generated: no key-shaped literal in the repository
 ALICE_CONFIG = {"telnyxApiKey": ALICE_KEY, "telnyxPhoneNumber": "+15551234567"}
 
 
@@ -46,7 +47,7 @@ def fake_pool(settings):
     settings.INFRA_PROVIDER = "fake"
     settings.OPENROUTER_MANAGEMENT_KEY = ""
     settings.AGENTMAIL_API_URL = AGENTMAIL
-    settings.AGENTMAIL_API_KEY = "am-pool-account-key-0123456789"
+    settings.AGENTMAIL_API_KEY = f"test-account-{secrets.token_hex(8)}"
     settings.POOL_IDLE_AUDIT_SAMPLE = 0  # the audit has its own test; here ticks change only what a test sets up
     yield
     for instance_id in InstanceInfra.objects.using("services").values_list("instance_id", flat=True):
@@ -64,7 +65,7 @@ def agentmail():
             return 200, {}, f'{{"inbox_id": "agent{n}@mail.test", "email": "agent{n}@mail.test"}}'
 
         rsps.add_callback(responses.POST, f"{AGENTMAIL}/inboxes", callback=create_inbox)
-        rsps.add(responses.POST, re.compile(rf"{AGENTMAIL}/inboxes/[^/]+/api-keys"), json={"api_key": "am-scoped-key-0123456789abc", "api_key_id": "k1"})
+        rsps.add(responses.POST, re.compile(rf"{AGENTMAIL}/inboxes/[^/]+/api-keys"), json={"api_key": f"test-scoped-{secrets.token_hex(8)}", "api_key_id": "k1"})
         rsps.add(responses.GET, re.compile(rf"{AGENTMAIL}/inboxes/[^/]+/api-keys"), json={"api_keys": [{"api_key_id": "k1"}]})
         rsps.add(responses.DELETE, re.compile(rf"{AGENTMAIL}/inboxes/[^/]+/api-keys/k1"), status=204)
         rsps.add(responses.DELETE, re.compile(rf"{AGENTMAIL}/inboxes/[^/]+$"), status=204)
