@@ -129,7 +129,7 @@ class InstanceAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "title": "Destroy instances: are you sure?",
                 "opts": self.opts,
-                "instances": instances,
+                "objects": instances,
                 "protected_ids": {i.pk for i in instances if i.protected or i.pk in settings.PROTECTED_INSTANCES},
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "action_name": "destroy_selected",
@@ -376,7 +376,8 @@ class ApiClientAdmin(admin.ModelAdmin):
         if request.POST.get("post") != "yes":
             return TemplateResponse(request, "admin/pool_app/apiclient/confirm_revoke.html", {
                 **self.admin_site.each_context(request), "title": "Revoke keys: are you sure?", "opts": self.opts,
-                "clients": list(queryset.order_by("name")), "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "media": self.media,
+                "objects": list(queryset.order_by("name")), "action_name": "revoke_selected",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "media": self.media,
             })
         for client in queryset:
             api_client_revoke(client_id=client.pk)
