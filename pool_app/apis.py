@@ -124,16 +124,12 @@ class PoolClaimApi(APIView):
 
 class PoolStatusApi(APIView):
     def get(self, request: Request) -> Response:
-        # A client sees the pool's counts and whether it is in an outage, but only its own
-        # instances: the tick report and providers' errors are fleet-wide, for operators only.
-        operator = request.user.is_operator
-        status = selectors.pool_status(owner_id=None if operator else request.user.owner_id)
+        # What a client may see of the pool is the selector's rule (see pool_status).
+        status = selectors.pool_status(owner_id=None if request.user.is_operator else request.user.owner_id)
         answer = {"counts": status["counts"], "outage": status["outage"],
                   "instances": InstanceOutputSerializer(status["instances"], many=True).data}
-        if operator:
+        if "last_tick" in status:
             answer.update(lastTick=status["last_tick"], settings=status["settings"], providers=status["providers"])
-        else:
-            answer["outage"] = {"active": status["outage"]["active"], "since": status["outage"]["since"]}
         return Response(answer)
 
 

@@ -35,8 +35,13 @@ def pool_state() -> PoolState:
 
 
 def pool_status(*, owner_id: str | None = None) -> dict[str, Any]:
-    """The pool as the operator sees it; with `owner_id`, only that owner's instances are listed."""
+    """The pool as the operator sees it. With `owner_id` (an API client), the pool as that client
+    sees it: the counts, whether there is an outage, and its own instances; the tick report, the
+    settings and providers' errors are fleet-wide, for operators only (and are not even read)."""
     state = pool_state()
+    if owner_id is not None:
+        return {"counts": pool_counts(), "outage": {"active": state.outage, "since": state.outage_since},
+                "instances": instance_list(owner_id=owner_id)}
     config = pool_config()
     return {
         "counts": pool_counts(),
