@@ -110,13 +110,15 @@ def main() -> int:
 
     try:
         channel = make_channel(config.channel, invite_host=config.invite_host, join_pending_seconds=config.join_pending_seconds,
-                               data_dir=config.data_dir, convos_bin=config.convos_bin, xmtp_env=config.xmtp_env)
+                               data_dir=config.data_dir, convos_bin=config.convos_bin, xmtp_env=config.xmtp_env,
+                               join_wait_seconds=config.join_wait_seconds)
     except ValueError as exc:
         logger.error("configuration error: %s", exc)
         return 2
     state = RuntimeState(config, channel)
     try:
         state.load()
+        channel.inbox_id()
     except OSError as exc:
         logger.error("cannot prepare data directory %s: %s", config.data_dir, exc)
         return 1

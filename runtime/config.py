@@ -52,6 +52,7 @@ class Config:
     channel: str = "loopback"
     convos_bin: str = "convos"
     llm_url: str | None = None
+    join_wait_seconds: float = 20.0
 
     def __repr__(self) -> str:  # never expose the gateway token
         return (
@@ -64,7 +65,8 @@ class Config:
             f"fail_provision={self.fail_provision!r}, "
             f"provision_delay_seconds={self.provision_delay_seconds!r}, "
             f"primary_model={self.primary_model!r}, channel={self.channel!r}, "
-            f"convos_bin={self.convos_bin!r}, llm_url={self.llm_url!r})"
+            f"convos_bin={self.convos_bin!r}, llm_url={self.llm_url!r}, "
+            f"join_wait_seconds={self.join_wait_seconds!r})"
         )
 
     @property
@@ -152,6 +154,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         channel=_parse_channel(_get(env, "RUNTIME_CHANNEL")),
         convos_bin=_get(env, "CONVOS_BIN") or "convos",
         llm_url=_get(env, "OPENROUTER_API_URL"),
+        # How long a join waits for the owner's acceptance before answering pending (the pool's
+        # provision call allows PROVISION_TIMEOUT_S, 75 s by default, for the whole claim).
+        join_wait_seconds=_parse_seconds("RUNTIME_JOIN_WAIT_SECONDS", _get(env, "RUNTIME_JOIN_WAIT_SECONDS") or "20"),
     )
 
 

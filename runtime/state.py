@@ -4,7 +4,7 @@ All state lives on disk under the data directory so that a restarted process
 (a redeploy, a crash, a host reboot) still knows it is claimed. The layout
 mirrors what the real instance keeps on its volume:
 
-    <data>/convos/identity.json   inbox id, generated once, survives reset
+    <data>/convos/                the channel's identity (see runtime/channels)
     <data>/convos/binding.json    the claimed conversation
     <data>/workspace/IDENTITY.md  persona + "## Custom Instructions"
     <data>/credentials/           per-claim secrets (never written here)
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import secrets
 import shutil
 import threading
 import time
@@ -35,8 +33,6 @@ from runtime.files import atomic_write_json, atomic_write_text, dir_has_files, r
 from runtime.validation import ProvisionRequest
 
 logger = logging.getLogger(__name__)
-
-_INBOX_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 STATUS_CREATED = "created"
 STATUS_JOINED = "joined"
@@ -91,18 +87,15 @@ class RuntimeState:
         self.data_dir = data
         self.identity_md_path = data / "workspace" / "IDENTITY.md"
         self.binding_path = data / "convos" / "binding.json"
-        self.inbox_identity_path = data / "convos" / "identity.json"
         self.credentials_dir = data / "credentials"
         self.history_dir = data / "history"
-        self.inbox_id = ""
 
     # -- start-up ---------------------------------------------------------
 
     def load(self) -> None:
-        """Create the directory layout and load (or create) the inbox id."""
+        """Create the directory layout and report a restored binding."""
         for directory in (self.data_dir, self.binding_path.parent, self.identity_md_path.parent):
             directory.mkdir(parents=True, exist_ok=True)
-        self.inbox_id = self._load_or_create_inbox_id()
         try:
             binding = self._read_binding()
         except CorruptBindingError:
@@ -110,21 +103,6 @@ class RuntimeState:
         else:
             if binding:
                 logger.info("restored binding to conversation %s", binding.get("conversationId"))
-
-    def _load_or_create_inbox_id(self) -> str:
-        try:
-            stored = read_json(self.inbox_identity_path)
-        except (ValueError, OSError):
-            logger.warning("identity.json is unreadable; generating a new inbox id")
-            stored = None
-        if isinstance(stored, dict) and _INBOX_ID_RE.match(str(stored.get("inboxId", ""))):
-            return str(stored["inboxId"])
-        inbox_id = secrets.token_hex(32)
-        atomic_write_json(
-            self.inbox_identity_path, {"inboxId": inbox_id, "createdAt": self._clock()}
-        )
-        logger.info("generated inbox id %s", inbox_id)
-        return inbox_id
 
     # -- reading ----------------------------------------------------------
 
@@ -163,7 +141,7 @@ class RuntimeState:
         return {
             # A pending join has no conversation yet: the pool must not take it as accepted.
             "conversationId": binding.get("conversationId") if binding and not self._is_pending(binding) else None,
-            "inboxId": (binding or {}).get("inboxId") or self.inbox_id or None,
+            "inboxId": (binding or {}).get("inboxId") or self.channel.inbox_id(),
             "pending": bool(binding) and self._is_pending(binding),
             "clean": clean,
         }

@@ -15,11 +15,8 @@ __all__ = ["Bound", "Channel", "ChannelError", "make_channel"]
 
 def make_channel(name: str, **kwargs) -> Channel:
     if name == "convos":
-        try:
-            from runtime.channels.convos import ConvosChannel
-        except ImportError:
-            # Not built yet (issue 8): say so at start instead of serving a pretend Convos agent.
-            raise ValueError("the convos channel is not part of this build yet; use RUNTIME_CHANNEL=loopback") from None
+        from runtime.channels.convos import ConvosChannel
+
         return ConvosChannel(**kwargs)
     if name == "loopback":
         from runtime.channels.loopback import LoopbackChannel

@@ -47,6 +47,9 @@ class Channel(Protocol):
     def send(self, conversation_id: str, text: str, *, reply_to: str | None = None) -> None:
         """Send a message as the agent."""
 
+    def inbox_id(self) -> str | None:
+        """The agent's inbox id on this channel, once it has one."""
+
     def own_ids(self) -> set[str]:
         """The agent's own sender ids (its messages echoed back are not answered)."""
 

@@ -8,28 +8,38 @@ so the pool's pending path can be exercised locally.
 """
 from __future__ import annotations
 
+import logging
+import re
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from runtime.agent import Incoming
 from runtime.channels.base import Bound, ChannelError
+from runtime.files import atomic_write_json, read_json
+
+logger = logging.getLogger(__name__)
 
 AGENT_SENDER = "agent"
+_INBOX_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class LoopbackChannel:
     name = "loopback"
 
-    def __init__(self, *, invite_host: str, join_pending_seconds: float = 0.0, clock: Callable[[], float] = time.time, **_) -> None:
+    def __init__(self, *, invite_host: str, data_dir: Path | None = None, join_pending_seconds: float = 0.0,
+                 clock: Callable[[], float] = time.time, **_) -> None:
         self._invite_host = invite_host
         self._join_pending_seconds = join_pending_seconds
         self._clock = clock
         self._on_message: Callable[[Incoming], None] | None = None
         self._conversation: str | None = None
         self._captured = threading.local()
+        self._identity_path = data_dir / "convos" / "identity.json" if data_dir else None
+        self._inbox_id: str | None = None
 
     def ready(self) -> tuple[bool, str]:
         return True, ""
@@ -56,6 +66,23 @@ class LoopbackChannel:
         captured = getattr(self._captured, "replies", None)
         if captured is not None:
             captured.append(text)
+
+    def inbox_id(self) -> str | None:
+        """An inbox id in XMTP's format, made once and kept on the volume across resets (there is
+        no network identity behind it)."""
+        if self._inbox_id is None and self._identity_path is not None:
+            try:
+                stored = read_json(self._identity_path)
+            except (ValueError, OSError):
+                logger.warning("identity.json is unreadable; generating a new inbox id")
+                stored = None
+            if isinstance(stored, dict) and _INBOX_ID_RE.match(str(stored.get("inboxId", ""))):
+                self._inbox_id = str(stored["inboxId"])
+            else:
+                self._inbox_id = secrets.token_hex(32)
+                atomic_write_json(self._identity_path, {"inboxId": self._inbox_id, "createdAt": self._clock()})
+                logger.info("generated inbox id %s", self._inbox_id)
+        return self._inbox_id
 
     def own_ids(self) -> set[str]:
         return {AGENT_SENDER}
