@@ -3,7 +3,8 @@
 # the command it is given (the image's CMD: python -m runtime).
 #
 #   <data>/state        the runtime's own state
-#   <data>/convos       the convos CLI's identity home
+#   <data>/convos       the conversation binding; convos/cli is the convos CLI's home (its
+#                       XMTP identity and database, 0700: the identity holds the wallet key)
 #   <data>/workspace    IDENTITY.md
 #   <data>/history      conversation history
 #   <data>/credentials  per-claim secrets (0700)
@@ -40,10 +41,12 @@ prepare() {
         chmod 0750 -- "$data_dir/$sub" 2>/dev/null \
             || fail "cannot set the mode of $sub/ in the data directory"
     done
-    mkdir -p -- "$data_dir/credentials" 2>/dev/null \
-        || fail "cannot create credentials/ in the data directory"
-    chmod 0700 -- "$data_dir/credentials" 2>/dev/null \
-        || fail "cannot make credentials/ private (0700) in the data directory"
+    for private in credentials convos/cli; do
+        mkdir -p -- "$data_dir/$private" 2>/dev/null \
+            || fail "cannot create $private/ in the data directory"
+        chmod 0700 -- "$data_dir/$private" 2>/dev/null \
+            || fail "cannot make $private/ private (0700) in the data directory"
+    done
     [ -w "$data_dir" ] || fail "the data directory is not writable"
 }
 

@@ -49,7 +49,7 @@ PYTHON_MM = f"{sys.version_info.major}.{sys.version_info.minor}"
 # Where the Dockerfile puts things (asserted below, used by the emulation).
 IMAGE_WORKDIR = "/app"
 IMAGE_ENTRYPOINT = "/app/runtime/scripts/entrypoint.sh"
-DATA_SUBDIRS = {"state": 0o750, "convos": 0o750, "workspace": 0o750, "history": 0o750, "credentials": 0o700}
+DATA_SUBDIRS = {"state": 0o750, "convos": 0o750, "convos/cli": 0o700, "workspace": 0o750, "history": 0o750, "credentials": 0o700}
 
 # Values that must never reach the entrypoint's output.
 SECRETS = {
@@ -241,7 +241,8 @@ def test_base_images_are_pinned(dockerfile: list[Instruction]) -> None:
     # Node by major (the convos CLI requires node >= 22), on the same Debian release as Python.
     node_major = bases["node"].split("-", 1)[0]
     assert node_major.isdigit() and int(node_major) >= 22, bases
-    assert bases["python"].split("-")[-1] == bases["node"].split("-")[-2] == "bookworm", bases
+    # Trixie: the CLI's XMTP native binding needs glibc >= 2.38 (bookworm has 2.36; CONVOS_CLI.md §10).
+    assert bases["python"].split("-")[-1] == bases["node"].split("-")[-2] == "trixie", bases
 
 
 def test_runs_as_a_non_root_user(final_stage: list[Instruction]) -> None:
@@ -299,7 +300,9 @@ def test_convos_cli_version_is_one_build_argument(dockerfile: list[Instruction],
     lines = [line for line in DOCKERFILE.read_text().splitlines() if re.match(r"\s*ARG\s+CONVOS_CLI_VERSION\b", line)]
     with_default = [line for line in lines if "=" in line]
     assert len(with_default) == 1, f"one ARG line holds the CLI version, found {with_default}"
-    assert re.fullmatch(r"ARG CONVOS_CLI_VERSION=\S+", with_default[0].strip())
+    # Pinned to the release the channel was verified against (runtime/CONVOS_CLI.md), exactly.
+    pinned = re.search(r"\*\*`@xmtp/convos-cli@(\d+\.\d+\.\d+)`\*\*", (DOCKERFILE.parent / "CONVOS_CLI.md").read_text()).group(1)
+    assert with_default[0].strip() == f"ARG CONVOS_CLI_VERSION={pinned}"
     assert any(i.keyword == "ARG" and i.value.startswith("CONVOS_CLI_VERSION=") for i in head[:3]), (
         "the version ARG belongs near the top, before the first FROM"
     )
@@ -310,6 +313,8 @@ def test_convos_cli_version_is_one_build_argument(dockerfile: list[Instruction],
         "npm install" in run and '"@xmtp/convos-cli@${CONVOS_CLI_VERSION}"' in run and "--global" in run
         for run in runs
     ), runs
+    # The build fails on a CLI whose native binding cannot load, not only on a missing binary.
+    assert any("convos agent serve --image-smoke-check" in run and 'test "$rc" -eq 2' in run for run in runs), runs
 
 
 def test_only_runtime_goes_into_the_image(final_stage: list[Instruction]) -> None:

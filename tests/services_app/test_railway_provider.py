@@ -90,6 +90,13 @@ def test_it_creates_an_instance_with_everything_in_place_before_the_first_deploy
     assert ref.provider_state["deployment_id"] == first_deploy["id"]
 
 
+def test_a_configured_start_command_overrides_the_images_own(clock, fake):
+    make_provider(clock, start_command="python -m runtime --verbose").create(instance_id="abc123", variables=VARIABLES)
+    assert variables_of(fake, "serviceInstanceUpdate")["input"]["startCommand"] == "python -m runtime --verbose"
+    (deploy,) = fake.service_of(next(iter(fake.projects)))["deployments"]
+    assert deploy["startCommand"] == "python -m runtime --verbose"
+
+
 def test_it_leaves_out_registry_credentials_without_ghcr_settings(clock, fake):
     make_provider(clock, registry_username="", registry_password="").create(instance_id="abc123", variables=VARIABLES)
     assert "registryCredentials" not in variables_of(fake, "serviceInstanceUpdate")["input"]
