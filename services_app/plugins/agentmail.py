@@ -81,14 +81,6 @@ class AgentMailPlugin:
             env_vars={"AGENTMAIL_API_KEY": str(secret), "AGENTMAIL_INBOX_ID": inbox_id},
         )
 
-    def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Rename the inbox's sender (`display_name`, e.g. the agent's name at claim time)."""
-        display_name = config.get("display_name")
-        if not isinstance(display_name, str) or not display_name.strip():
-            raise ProviderError("email: only display_name can be updated, and it must be a non-empty string", permanent=True)
-        answer = self._call("PATCH", f"/inboxes/{quote(resource_id, safe='@.')}", json={"display_name": display_name.strip()})
-        return {"inbox_id": resource_id, "display_name": (answer or {}).get("display_name") or display_name.strip()}
-
     def destroy(self, *, resource_id: str) -> None:
         inbox = f"/inboxes/{quote(resource_id, safe='@.')}"
         try:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from services_app.plugins.base import POOL, USER, ProviderError, ProvisionedResource
+from services_app.plugins.base import POOL, USER, ProvisionedResource
 from services_app.plugins.http import ProviderHttpError, request_json, require, user_value
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,6 @@ class BankrPlugin:
             config={"name": name, "walletAddress": wallet},
             env_vars={"BANKR_API_KEY": secret},
         )
-
-    def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        raise ProviderError("crypto: a Bankr key has nothing to update", permanent=True)
 
     def destroy(self, *, resource_id: str) -> None:
         try:

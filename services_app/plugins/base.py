@@ -35,9 +35,6 @@ class ToolPlugin(Protocol):
     def create(self, *, instance_id: str) -> ProvisionedResource:
         """Provision the resource for the instance with the pool's account (mode POOL)."""
 
-    def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Change the resource (e.g. top up a key's limit); returns the new non-secret config."""
-
     def destroy(self, *, resource_id: str) -> None:
         """Tear the resource down. Already gone (404) counts as done."""
 

@@ -1,14 +1,16 @@
 """The one way tool plugins call a provider's JSON API: bearer auth, timeout, bounded retries, and
 errors that are safe to log.
 
-Retries. 429 is always retried (the provider refused the request, so it did nothing), honouring
-Retry-After up to MAX_RETRY_AFTER_S; a longer wait is handed back to the caller as a transient
-error carrying `retry_after` rather than blocking a worker. 5xx answers and timeouts are retried
-with jittered exponential back-off only for idempotent calls (GET, PUT, PATCH, DELETE, or a POST
-the caller marks idempotent, e.g. AgentMail's create with `client_id`): a POST that timed out or
-answered 500 may well have created the resource, and a blind retry would buy a second phone number
-or mint a second key. For those, only failures where the request provably never left (connect
-timeout, connection refused, DNS) are retried; the rest surface as transient errors.
+Retries follow services_app.retry (which answers and errors are worth another attempt, back-off,
+Retry-After). On top of it, this module decides what may be sent twice. 429 is always retried (the
+provider refused the request, so it did nothing), honouring Retry-After up to MAX_RETRY_AFTER_S; a
+longer wait is handed back to the caller as a transient error carrying `retry_after` rather than
+blocking a worker. Other retryable answers (5xx, 408, 425) and timeouts are retried only for
+idempotent calls (GET, PUT, PATCH, DELETE, or a POST the caller marks idempotent, e.g. AgentMail's
+create with `client_id`): a POST that timed out or answered 500 may well have created the resource,
+and a blind retry would buy a second phone number or mint a second key. For those, only failures
+where the request provably never left (connect timeout, connection refused, DNS) are retried; the
+rest surface as transient errors.
 
 Error messages name the provider, the method and the route (never the host's query string or a
 body) plus, when the provider sent one, its short message field, redacted: they end up in logs,
@@ -16,9 +18,6 @@ admin pages and API answers, so no key may appear in them, not even one a provid
 """
 from __future__ import annotations
 
-import email.utils
-import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -27,15 +26,21 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from convos.redaction import redact
 from services_app.providers.base import ProviderError
-
-logger = logging.getLogger(__name__)
+from services_app.retry import (
+    RetriesExhausted,
+    TryAgain,
+    call_with_retries,
+    is_permanent_status,
+    is_retryable_error,
+    is_retryable_status,
+    never_sent,
+    retry_after_s,
+)
 
 MAX_RETRY_AFTER_S = 10.0  # longer waits go back to the caller: a tick or request must not stall
-BACKOFF_BASE_S = 0.5
 MAX_MESSAGE_CHARS = 200
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Opaque tokens a provider might echo (am_…, KEY…, long random strings). UUIDs are ids, kept.
@@ -71,8 +76,8 @@ def request_json(
 ) -> Any:
     """Call the API and return its decoded JSON ({} for an empty body).
 
-    Raises ProviderHttpError: permanent for 4xx other than 408/429 (callers turn 404 on destroy
-    or 409/422 on an order into their own outcome via `status_code`), transient otherwise."""
+    Raises ProviderHttpError: permanent for 4xx other than 408/425/429 (callers turn 404 on
+    destroy or 409/422 on an order into their own outcome via `status_code`), transient otherwise."""
     method = method.upper()
     expected = tuple(expected)
     idempotent = method in _IDEMPOTENT_METHODS if idempotent is None else idempotent
@@ -81,40 +86,46 @@ def request_json(
     headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "convos-pool"}
     timeout = float(settings.PROVIDER_TIMEOUT_S)
 
-    for attempt in range(retries + 1):
-        last = attempt == retries
+    def attempt() -> Any:
         try:
             response = requests.request(method, url, headers=headers, json=json, params=params, timeout=timeout)
         except requests.RequestException as exc:
-            retryable = idempotent or _never_sent(exc)
-            reason = f"timed out after {timeout:g}s" if isinstance(exc, requests.Timeout) else f"connection failed ({exc.__class__.__name__})"
-            if retryable and not last:
-                _wait(do_sleep, _backoff(attempt), where, reason)
-                continue
-            raise ProviderHttpError(f"{where} {reason}", permanent=False) from None
-
-        status = response.status_code
-        if status in expected:
+            raise _network_failure(exc, where, timeout, idempotent) from None
+        if response.status_code in expected:
             return _decode(response, where)
+        raise _refusal(response, where, api_key, idempotent)
 
-        detail = _provider_message(response, api_key)
-        message = f"{where} answered HTTP {status}" + (f": {detail}" if detail else "")
-        if status == 429:
-            retry_after = _retry_after(response)
-            if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
-                raise ProviderHttpError(message, permanent=False, status_code=status, retry_after=retry_after)
-            if not last:
-                _wait(do_sleep, retry_after if retry_after is not None else _backoff(attempt), where, "HTTP 429")
-                continue
-            raise ProviderHttpError(message, permanent=False, status_code=status, retry_after=retry_after)
-        if status >= 500 or status == 408:
-            if idempotent and not last:
-                _wait(do_sleep, _backoff(attempt), where, f"HTTP {status}")
-                continue
-            raise ProviderHttpError(message, permanent=False, status_code=status)
-        # Any other answer, 2xx we did not expect included, will not change by asking again.
-        raise ProviderHttpError(message, permanent=400 <= status < 500, status_code=status)
-    raise AssertionError("unreachable")  # the loop always returns or raises
+    try:
+        return call_with_retries(attempt, retries=retries, what=where, sleep=do_sleep)
+    except RetriesExhausted as gave_up:
+        raise gave_up.last.error from None
+
+
+def _network_failure(exc: requests.RequestException, where: str, timeout: float, idempotent: bool) -> Exception:
+    """No answer came back: TryAgain when a second attempt is safe, else the transient error."""
+    reason = f"timed out after {timeout:g}s" if isinstance(exc, requests.Timeout) else f"connection failed ({exc.__class__.__name__})"
+    error = ProviderHttpError(f"{where} {reason}", permanent=False)
+    if is_retryable_error(exc) and (idempotent or never_sent(exc)):
+        return TryAgain(reason, error=error)
+    return error
+
+
+def _refusal(response: requests.Response, where: str, api_key: str, idempotent: bool) -> Exception:
+    """An answer other than the expected ones: TryAgain when asking again may help, else the error."""
+    status = response.status_code
+    detail = _provider_message(response, api_key)
+    message = f"{where} answered HTTP {status}" + (f": {detail}" if detail else "")
+    if status == 429:
+        retry_after = retry_after_s(response.headers.get("Retry-After"))
+        error = ProviderHttpError(message, permanent=False, status_code=status, retry_after=retry_after)
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+            return error
+        return TryAgain("HTTP 429", delay=retry_after, error=error)
+    if is_retryable_status(status):
+        error = ProviderHttpError(message, permanent=False, status_code=status)
+        return TryAgain(f"HTTP {status}", error=error) if idempotent else error
+    # Any other answer, 2xx we did not expect included, will not change by asking again.
+    return ProviderHttpError(message, permanent=is_permanent_status(status), status_code=status)
 
 
 def require(payload: Any, *path: str | int, where: str) -> Any:
@@ -172,44 +183,6 @@ def _provider_message(response: requests.Response, api_key: str) -> str:
         candidates += [body.get("message"), body.get("detail")]
     text = next((c for c in candidates if isinstance(c, str) and c.strip()), "")
     return scrub(text, api_key) if text else ""
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = (response.headers.get("Retry-After") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _backoff(attempt: int) -> float:
-    # Jitter spreads out the fleet: many instances hitting the same provider at once must not
-    # come back in lockstep.
-    return BACKOFF_BASE_S * (2 ** attempt) * random.uniform(0.5, 1.0)
-
-
-def _wait(do_sleep: Callable[[float], None], seconds: float, where: str, reason: str) -> None:
-    logger.info("%s: %s, retrying in %.2fs", where, reason, seconds)
-    do_sleep(seconds)
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached the provider, so even a create may be retried."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
-        cause = exc.args[0] if exc.args else None
-        if isinstance(cause, MaxRetryError):
-            cause = cause.reason
-        return isinstance(cause, NewConnectionError)  # refused, unreachable, DNS failure
-    return False
 
 
 # --- Shared by the plugins' USER mode: checking user-supplied credentials without echoing them ---

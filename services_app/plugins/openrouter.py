@@ -1,9 +1,8 @@
 """OpenRouter: one spend-limited API key per instance, minted with the pool's management key.
 
 POST {OPENROUTER_API_URL}/keys {"name", "limit", "limit_reset"} answers the secret once in the
-top-level `key` and the key's id in `data.hash`; PATCH /keys/{hash} {"limit"} tops it up and
-DELETE /keys/{hash} revokes it. The instance gets only its own key (OPENROUTER_API_KEY); the
-management key never leaves services.
+top-level `key` and the key's id in `data.hash`; DELETE /keys/{hash} revokes it. The instance
+gets only its own key (OPENROUTER_API_KEY); the management key never leaves services.
 """
 from __future__ import annotations
 
@@ -78,21 +77,6 @@ class OpenRouterPlugin:
             config={"name": name, "limit": limit, "limit_reset": limit_reset},
             env_vars={"OPENROUTER_API_KEY": str(key)},
         )
-
-    def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Change the key's spend limit (`limit`, USD) and/or `limit_reset`."""
-        body: dict[str, Any] = {}
-        if "limit" in config:
-            body["limit"] = _limit(config["limit"], source="limit")
-        if "limit_reset" in config:
-            body["limit_reset"] = _limit_reset(config["limit_reset"], source="limit_reset")
-        if not body:
-            raise ProviderError("openrouter: nothing to update (give limit and/or limit_reset)", permanent=True)
-        answer = self._call("PATCH", f"/keys/{resource_id}", json=body)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        data = data if isinstance(data, dict) else {}
-        updated = {field: data.get(field, body.get(field)) for field in ("name", "limit", "limit_reset")}
-        return {k: v for k, v in updated.items() if v is not None}
 
     def destroy(self, *, resource_id: str) -> None:
         try:

@@ -115,9 +115,6 @@ class TelnyxPlugin:
                       "TELNYX_MESSAGING_PROFILE_ID": profile},
         )
 
-    def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        raise ProviderError("sms: a phone number has nothing to update", permanent=True)
-
     def destroy(self, *, resource_id: str) -> None:
         number_id = resource_id
         if resource_id.startswith("+"):

@@ -82,9 +82,6 @@ class WalletPlugin:
             env_vars={"PRIVATE_WALLET_KEY": "0x" + private_key.to_bytes(32, "big").hex(), "WALLET_ADDRESS": address},
         )
 
-    def update(self, *, resource_id: str, config: dict[str, Any]) -> dict[str, Any]:
-        raise ProviderError("wallet: a wallet has nothing to update", permanent=True)
-
     def destroy(self, *, resource_id: str) -> None:
         logger.info("wallet %s forgotten", resource_id)
 

@@ -4,34 +4,45 @@
 - every request first passes the process-wide token bucket; `projectCreate` also waits for a
   token that may create a project again (one per RAILWAY_PROJECT_CREATE_INTERVAL_S per token);
 - HTTP 429 and GraphQL "rate limit" errors wait (Retry-After when given) and retry;
-- 5xx, connection errors, timeouts and GraphQL "internal" errors retry with jittered exponential
-  back-off, except where the first attempt may have been applied by Railway and a second one would
-  not be idempotent (`projectCreate`: a retried create could leave a second, unknown project);
-  those raise at once with `maybe_applied=True` and the caller cleans up;
+- the other failures services_app.retry deems retryable (5xx, 408, 425, connection errors,
+  timeouts) and GraphQL "internal" errors retry with jittered exponential back-off, except where
+  the first attempt may have been applied by Railway and a second one would not be idempotent
+  (`projectCreate`: a retried create could leave a second, unknown project); those raise at once
+  with `maybe_applied=True` and the caller cleans up. A request that never left is always retried;
 - other 4xx and other GraphQL errors are permanent; a body that is not a GraphQL response is
   transient (permanent=False) but not retried, since the request may have been applied.
+
+Back-off, Retry-After parsing and the retry loop are services_app.retry's; what is local here is
+what only Railway does: rate limits and internal errors reported as GraphQL errors (HTTP 200).
 
 Error messages name the operation and never contain a token.
 """
 from __future__ import annotations
 
-import email.utils
 import itertools
 import json
-import logging
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import requests
 
 from services_app.providers.base import ProviderError
 from services_app.providers.rate_limit import Clock, CreateSpacer, Sleep, TokenBucket
-
-logger = logging.getLogger(__name__)
+from services_app.retry import (
+    RETRYABLE_ERRORS,
+    Jitter,
+    RetriesExhausted,
+    TryAgain,
+    call_with_retries,
+    is_permanent_status,
+    is_retryable_status,
+    never_sent,
+    retry_after_s,
+)
 
 _OPERATION = re.compile(r"\b(query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
 _PROJECT_CREATE = re.compile(r"\bprojectCreate\s*\(")
@@ -41,8 +52,7 @@ _RATE_LIMITED = re.compile(r"rate.?limit|too many requests", re.I)
 _INTERNAL = re.compile(r"internal|problem processing request|try again", re.I)
 _NOT_FOUND = re.compile(r"not found|does not exist", re.I)
 
-MAX_BACKOFF_S = 30.0
-MAX_RETRY_AFTER_S = 300.0
+MAX_RETRY_AFTER_S = 300.0  # Railway's waits are honoured up to this; the caller runs in the background
 
 
 class RailwayError(ProviderError):
@@ -58,13 +68,6 @@ class RailwayError(ProviderError):
         return bool(_NOT_FOUND.search(self.message)) or self.status_code == 404
 
 
-class _Retry(Exception):
-    """Internal: the attempt failed in a way a later attempt can fix (after `delay`, if given)."""
-
-    def __init__(self, reason: str, delay: float | None = None) -> None:
-        self.reason, self.delay = reason, delay
-
-
 class RailwayClient:
     def __init__(
         self,
@@ -77,7 +80,7 @@ class RailwayClient:
         max_retries: int,
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
-        jitter: Callable[[], float] = random.random,
+        jitter: Jitter = random.random,
     ) -> None:
         tokens = [t for t in tokens if t]
         if not tokens:
@@ -109,20 +112,17 @@ class RailwayClient:
         if match:
             body["operationName"] = operation
 
-        attempt = 0
-        while True:
+        def attempt() -> dict[str, Any]:
+            # Every attempt, retries included, waits its turn in the rate limits.
             use_token = self._spacer.acquire_create_token(token) if creates_project else (token or self._next_token())
             self._bucket.acquire()
-            try:
-                return self._send(operation, body, use_token, idempotent)
-            except _Retry as retry:
-                if attempt >= self.max_retries:
-                    tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                    raise self._fail(operation, f"failed after {tries}: {retry.reason}") from None
-                delay = retry.delay if retry.delay is not None else self._backoff(attempt)
-                logger.warning("Railway %s: %s; retry %d/%d in %.1fs", operation, self._scrub(retry.reason), attempt + 1, self.max_retries, delay)
-                self._sleep(delay)
-                attempt += 1
+            return self._send(operation, body, use_token, idempotent)
+
+        try:
+            return call_with_retries(attempt, retries=self.max_retries, what=f"Railway {operation}", sleep=self._sleep, jitter=self._jitter)
+        except RetriesExhausted as gave_up:
+            tries = f"{gave_up.attempts} attempt{'s' if gave_up.attempts > 1 else ''}"
+            raise self._fail(operation, f"failed after {tries}: {gave_up.last.reason}") from None
 
     # --- internals --------------------------------------------------------------------------------
     def _next_token(self) -> str:
@@ -135,10 +135,6 @@ class RailwayClient:
             session = self._local.session = requests.Session()
         return session
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(MAX_BACKOFF_S, 0.5 * 2**attempt)
-        return ceiling / 2 + self._jitter() * ceiling / 2
-
     def _scrub(self, text: str) -> str:
         for secret in list(self._secrets):
             text = text.replace(secret, "***")
@@ -147,27 +143,26 @@ class RailwayClient:
     def _fail(self, operation: str, reason: str, **kwargs: Any) -> RailwayError:
         return RailwayError(self._scrub(f"Railway {operation}: {reason}"), **kwargs)
 
+    def _try_again(self, reason: str, delay: float | None = None) -> TryAgain:
+        return TryAgain(self._scrub(reason), delay=delay)  # the reason is logged: no token in it
+
     def _ambiguous(self, operation: str, reason: str, idempotent: bool, status_code: int | None = None) -> Exception:
         """A failure after which Railway may or may not have applied the request."""
         if idempotent:
-            return _Retry(reason)
+            return self._try_again(reason)
         return self._fail(operation, f"{reason} (not retried: the request may have been applied)", status_code=status_code, maybe_applied=True)
 
     def _send(self, operation: str, body: dict[str, Any], token: str, idempotent: bool) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         try:
             response = self._session().post(self.api_url, data=json.dumps(body), headers=headers, timeout=self.timeout_s)
-        except requests.ConnectTimeout:
-            raise _Retry("timed out connecting") from None  # never reached Railway: always safe
-        except requests.Timeout:
-            raise self._ambiguous(operation, "timed out", idempotent) from None
-        except requests.ConnectionError as exc:
-            raise self._ambiguous(operation, f"connection error ({exc.__class__.__name__})", idempotent) from None
+        except RETRYABLE_ERRORS as exc:
+            raise self._network_failure(operation, exc, idempotent) from None
 
         status = response.status_code
         if status == 429:
-            raise _Retry("rate limited (HTTP 429)", _retry_after(response.headers.get("Retry-After")))
-        if status >= 500:
+            raise self._try_again("rate limited (HTTP 429)", retry_after_s(response.headers.get("Retry-After"), max_s=MAX_RETRY_AFTER_S))
+        if is_retryable_status(status):
             raise self._ambiguous(operation, f"HTTP {status}", idempotent, status)
         try:
             payload = response.json()
@@ -177,35 +172,30 @@ class RailwayClient:
         if errors:
             message = _first_message(errors)
             if _RATE_LIMITED.search(message):
-                raise _Retry(f"rate limited ({message})")
+                raise self._try_again(f"rate limited ({message})")
             if _INTERNAL.search(message):
                 raise self._ambiguous(operation, message, idempotent, status)
             raise self._fail(operation, message, permanent=True, status_code=status)
-        if status >= 400:
+        if is_permanent_status(status):
             raise self._fail(operation, f"HTTP {status}", permanent=True, status_code=status)
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
             raise self._fail(operation, f"malformed response (HTTP {status}, not a GraphQL result)", status_code=status, maybe_applied=True)
         return payload["data"]
+
+    def _network_failure(self, operation: str, exc: Exception, idempotent: bool) -> Exception:
+        if isinstance(exc, requests.Timeout):
+            reason = "timed out connecting" if isinstance(exc, requests.ConnectTimeout) else "timed out"
+        else:
+            reason = f"connection error ({exc.__class__.__name__})"
+        if never_sent(exc):
+            return self._try_again(reason)  # never reached Railway: safe even for a create
+        return self._ambiguous(operation, reason, idempotent)
 
 
 def _first_message(errors: Any) -> str:
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         return str(errors[0].get("message") or "unknown GraphQL error")
     return "unknown GraphQL error"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
 
 
 # --- one client per process and configuration ---------------------------------------------------------

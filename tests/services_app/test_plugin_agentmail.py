@@ -57,7 +57,7 @@ def test_it_omits_an_empty_domain_and_sanitises_the_username(mocked, settings):
     assert json.loads(mocked.calls[0].request.body) == {"username": "convos-ab-c-1", "display_name": "Convos Agent", "client_id": "convos-Ab C/1"}
 
 
-def test_the_base_url_is_configurable(mocked, settings):
+def test_it_the_base_url_is_configurable(mocked, settings):
     settings.AGENTMAIL_API_URL = "http://localhost:9/x"
     mocked.post("http://localhost:9/x/inboxes", json=INBOX_JSON)
     mocked.post(f"http://localhost:9/x/inboxes/{INBOX}/api-keys", json=KEY_JSON)
@@ -75,14 +75,14 @@ def test_it_retries_429_with_retry_after_and_5xx_on_the_idempotent_create(mocked
     assert all(json.loads(c.request.body)["client_id"] == "convos-abc" for c in mocked.calls[:3])
 
 
-def test_a_timeout_on_the_idempotent_create_is_retried(mocked, slept):
+def test_it_a_timeout_on_the_idempotent_create_is_retried(mocked, slept):
     mocked.post(f"{BASE}/inboxes", body=requests.ReadTimeout())
     mocked.post(f"{BASE}/inboxes", json=INBOX_JSON)
     mocked.post(f"{INBOX_URL}/api-keys", json=KEY_JSON)
     assert plugin.create(instance_id="abc").env_vars["AGENTMAIL_API_KEY"] == SCOPED
 
 
-def test_a_transient_key_mint_failure_also_deletes_the_inbox(mocked, slept):
+def test_it_a_transient_key_mint_failure_also_deletes_the_inbox(mocked, slept):
     mocked.post(f"{BASE}/inboxes", json=INBOX_JSON)
     mocked.post(f"{INBOX_URL}/api-keys", status=500)
     mocked.delete(INBOX_URL, status=204)
@@ -93,7 +93,7 @@ def test_a_transient_key_mint_failure_also_deletes_the_inbox(mocked, slept):
     assert [c.request.method for c in mocked.calls] == ["POST", "POST", "DELETE"]
 
 
-def test_a_permanent_key_mint_failure_deletes_the_inbox(mocked):
+def test_it_a_permanent_key_mint_failure_deletes_the_inbox(mocked):
     mocked.post(f"{BASE}/inboxes", json=INBOX_JSON)
     mocked.post(f"{INBOX_URL}/api-keys", status=403, json={"name": "Forbidden", "message": "scoped keys need a paid plan"})
     mocked.delete(INBOX_URL, status=204)
@@ -103,7 +103,7 @@ def test_a_permanent_key_mint_failure_deletes_the_inbox(mocked):
     _assert_call(mocked.calls[2], "DELETE", INBOX_URL)
 
 
-def test_a_malformed_answer_is_an_error(mocked):
+def test_it_a_malformed_answer_is_an_error(mocked):
     mocked.post(f"{BASE}/inboxes", json={"email": INBOX})
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
@@ -113,7 +113,7 @@ def test_a_malformed_answer_is_an_error(mocked):
         plugin.create(instance_id="abc")
 
 
-def test_401_is_permanent_and_does_not_leak_the_key(mocked):
+def test_it_401_is_permanent_and_does_not_leak_the_key(mocked):
     mocked.post(f"{BASE}/inboxes", status=401, json={"name": "Unauthorized", "message": f"invalid api key {ORG_KEY}"})
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
@@ -121,7 +121,7 @@ def test_401_is_permanent_and_does_not_leak_the_key(mocked):
     assert len(mocked.calls) == 1
 
 
-def test_destroy_revokes_the_inbox_keys_then_deletes_the_inbox(mocked, slept):
+def test_it_destroy_revokes_the_inbox_keys_then_deletes_the_inbox(mocked, slept):
     mocked.get(f"{INBOX_URL}/api-keys", status=503)
     mocked.get(f"{INBOX_URL}/api-keys", json={"count": 2, "api_keys": [{"api_key_id": "key_1"}, {"api_key_id": "key_2"}]})
     mocked.delete(f"{INBOX_URL}/api-keys/key_1", status=204)
@@ -133,7 +133,7 @@ def test_destroy_revokes_the_inbox_keys_then_deletes_the_inbox(mocked, slept):
     _assert_call(mocked.calls[4], "DELETE", INBOX_URL)
 
 
-def test_destroy_of_a_missing_inbox_is_done(mocked):
+def test_it_destroy_of_a_missing_inbox_is_done(mocked):
     mocked.get(f"{INBOX_URL}/api-keys", status=404, json={"name": "NotFoundError", "message": "Inbox not found"})
     plugin.destroy(resource_id=INBOX)
     assert len(mocked.calls) == 1
@@ -142,21 +142,13 @@ def test_destroy_of_a_missing_inbox_is_done(mocked):
     plugin.destroy(resource_id=INBOX)
 
 
-def test_update_renames_the_sender(mocked):
-    mocked.patch(INBOX_URL, json={**INBOX_JSON, "display_name": "Ada"})
-    assert plugin.update(resource_id=INBOX, config={"display_name": "Ada"}) == {"inbox_id": INBOX, "display_name": "Ada"}
-    _assert_call(mocked.calls[0], "PATCH", INBOX_URL, {"display_name": "Ada"})
-    with pytest.raises(ProviderError, match="only display_name"):
-        plugin.update(resource_id=INBOX, config={"username": "x"})
-
-
 def test_it_is_disabled_without_a_key(settings):
     assert plugin.enabled() == (True, "")
     settings.AGENTMAIL_API_KEY = ""
     assert plugin.enabled() == (False, "AGENTMAIL_API_KEY is not set")
 
 
-def test_user_mode_injects_the_users_credentials():
+def test_it_user_mode_injects_the_users_credentials():
     env = plugin.user_env_vars({"agentmailApiKey": "am_user", "agentmailInboxId": "me@agentmail.to"})
     assert env == {"AGENTMAIL_API_KEY": "am_user", "AGENTMAIL_INBOX_ID": "me@agentmail.to"}
 
@@ -170,7 +162,7 @@ def test_user_mode_injects_the_users_credentials():
         ({"agentmailApiKey": 12, "agentmailInboxId": "me@agentmail.to"}, "email: userConfig.agentmailApiKey must be a string"),
     ],
 )
-def test_user_mode_errors_name_the_field_not_the_value(user_config, message):
+def test_it_user_mode_errors_name_the_field_not_the_value(user_config, message):
     with pytest.raises(ProviderError) as raised:
         plugin.user_env_vars(user_config)
     assert raised.value.permanent is True and raised.value.message == message

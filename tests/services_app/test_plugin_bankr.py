@@ -47,7 +47,7 @@ def test_it_accepts_the_answer_wrapped_in_data(mocked):
     assert plugin.create(instance_id="abc").resource_id == "key-1"
 
 
-def test_the_base_url_is_configurable(mocked, settings):
+def test_it_the_base_url_is_configurable(mocked, settings):
     settings.BANKR_API_URL = "http://localhost:9/x"
     mocked.post("http://localhost:9/x/agent/keys", json=CREATED)
     plugin.create(instance_id="abc")
@@ -61,7 +61,7 @@ def test_it_retries_a_429_honouring_retry_after(mocked, slept):
     assert slept == [1.0]
 
 
-def test_a_5xx_on_create_is_not_retried_but_on_destroy_it_is(mocked, slept):
+def test_it_a_5xx_on_create_is_not_retried_but_on_destroy_it_is(mocked, slept):
     mocked.post(f"{BASE}/agent/keys", status=500)
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
@@ -72,14 +72,14 @@ def test_a_5xx_on_create_is_not_retried_but_on_destroy_it_is(mocked, slept):
     _assert_call(mocked.calls[2], "DELETE", f"{BASE}/agent/keys/key-1")
 
 
-def test_a_timeout_on_destroy_is_retried(mocked, slept):
+def test_it_a_timeout_on_destroy_is_retried(mocked, slept):
     mocked.delete(f"{BASE}/agent/keys/key-1", body=requests.ConnectTimeout())
     mocked.delete(f"{BASE}/agent/keys/key-1", status=200, json={"ok": True})
     plugin.destroy(resource_id="key-1")
     assert len(mocked.calls) == 2 and len(slept) == 1
 
 
-def test_a_malformed_answer_is_an_error(mocked):
+def test_it_a_malformed_answer_is_an_error(mocked):
     mocked.post(f"{BASE}/agent/keys", json={"id": "key-1"})
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
@@ -89,12 +89,12 @@ def test_a_malformed_answer_is_an_error(mocked):
         plugin.create(instance_id="abc")
 
 
-def test_destroy_of_a_revoked_key_is_done(mocked):
+def test_it_destroy_of_a_revoked_key_is_done(mocked):
     mocked.delete(f"{BASE}/agent/keys/key-1", status=404)
     plugin.destroy(resource_id="key-1")
 
 
-def test_401_is_permanent_and_does_not_leak_the_key(mocked):
+def test_it_401_is_permanent_and_does_not_leak_the_key(mocked):
     mocked.post(f"{BASE}/agent/keys", status=401, json={"message": f"bad token {POOL_KEY}"})
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
@@ -107,7 +107,7 @@ def test_it_is_disabled_without_a_key(settings):
     assert plugin.enabled() == (False, "BANKR_API_KEY is not set")
 
 
-def test_user_mode_injects_the_users_key_and_names_a_missing_field():
+def test_it_user_mode_injects_the_users_key_and_names_a_missing_field():
     assert plugin.user_env_vars({"bankrApiKey": "bk_user"}) == {"BANKR_API_KEY": "bk_user"}
     with pytest.raises(ProviderError) as raised:
         plugin.user_env_vars({"bankrKey": "bk_secret"})

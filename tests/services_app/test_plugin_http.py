@@ -102,7 +102,7 @@ def test_it_gives_up_on_timeouts_after_the_retries(mocked, slept):
     assert raised.value.permanent is False and "timed out" in raised.value.message
 
 
-def test_a_4xx_is_permanent_and_not_retried(mocked, slept):
+def test_it_a_4xx_is_permanent_and_not_retried(mocked, slept):
     mocked.post(URL, status=422, json={"errors": [{"title": "Invalid", "detail": "number is not available"}]})
     with pytest.raises(ProviderHttpError) as raised:
         request_json("POST", URL, api_key=KEY, provider="Telnyx")
@@ -111,7 +111,7 @@ def test_a_4xx_is_permanent_and_not_retried(mocked, slept):
     assert len(mocked.calls) == 1
 
 
-def test_an_error_never_carries_the_key_even_when_the_provider_echoes_it(mocked, slept):
+def test_it_an_error_never_carries_the_key_even_when_the_provider_echoes_it(mocked, slept):
     mocked.get(URL, status=401, json={"error": {"message": f"Invalid key {KEY} (am_9f8e7d6c5b4a39281716abcdef)"}})
     with pytest.raises(ProviderHttpError) as raised:
         request_json("GET", URL, api_key=KEY, provider="Example")
@@ -120,27 +120,27 @@ def test_an_error_never_carries_the_key_even_when_the_provider_echoes_it(mocked,
     assert str(raised.value).startswith("Example: GET /v1/things answered HTTP 401: Invalid key [redacted]")
 
 
-def test_an_error_quotes_no_body_beyond_a_known_message_field(mocked, slept):
+def test_it_an_error_quotes_no_body_beyond_a_known_message_field(mocked, slept):
     mocked.get(URL, status=400, body="<html>stack trace with secrets</html>")
     with pytest.raises(ProviderHttpError) as raised:
         request_json("GET", URL, api_key=KEY, provider="Example")
     assert str(raised.value) == "Example: GET /v1/things answered HTTP 400"
 
 
-def test_a_malformed_success_body_is_a_transient_error(mocked, slept):
+def test_it_a_malformed_success_body_is_a_transient_error(mocked, slept):
     mocked.get(URL, body="not json", status=200)
     with pytest.raises(ProviderError) as raised:
         request_json("GET", URL, api_key=KEY, provider="Example")
     assert raised.value.permanent is False and "malformed response" in raised.value.message
 
 
-def test_scrub_keeps_uuids_and_caps_length():
+def test_it_scrub_keeps_uuids_and_caps_length():
     uuid = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
     assert scrub(f"profile {uuid} missing") == f"profile {uuid} missing"
     assert len(scrub("x " * 500)) <= http.MAX_MESSAGE_CHARS + 1
 
 
-def test_user_value_names_the_field_never_the_value():
+def test_it_user_value_names_the_field_never_the_value():
     with pytest.raises(ProviderError) as raised:
         user_value({"k": "sec ret-value"}, "k", tool="sms")
     assert raised.value.permanent and raised.value.message == "sms: userConfig.k is malformed"

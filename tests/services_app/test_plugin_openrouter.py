@@ -51,7 +51,7 @@ def test_it_reads_limit_settings_at_call_time(mocked, settings):
     assert json.loads(mocked.calls[0].request.body) == {"name": "convos-abc", "limit": 5.0, "limit_reset": "weekly"}
 
 
-def test_the_base_url_is_configurable(mocked, settings):
+def test_it_the_base_url_is_configurable(mocked, settings):
     settings.OPENROUTER_API_URL = "http://localhost:9/x/"
     mocked.post("http://localhost:9/x/keys", json=CREATED)
     plugin.create(instance_id="abc")
@@ -65,26 +65,22 @@ def test_it_retries_a_429_honouring_retry_after(mocked, slept):
     assert slept == [2.0] and len(mocked.calls) == 2
 
 
-def test_a_5xx_on_create_is_not_retried_because_a_key_may_exist(mocked, slept):
+def test_it_a_5xx_on_create_is_not_retried_because_a_key_may_exist(mocked, slept):
     mocked.post(f"{BASE}/keys", status=500)
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
     assert raised.value.permanent is False and len(mocked.calls) == 1
 
 
-def test_a_5xx_on_update_and_destroy_is_retried(mocked, slept):
-    mocked.patch(f"{BASE}/keys/h4sh", status=502)
-    mocked.patch(f"{BASE}/keys/h4sh", json={"data": {"name": "convos-abc", "limit": 40.0, "limit_reset": "monthly"}})
-    assert plugin.update(resource_id="h4sh", config={"limit": 40}) == {"name": "convos-abc", "limit": 40.0, "limit_reset": "monthly"}
-    _assert_call(mocked.calls[1], "PATCH", f"{BASE}/keys/h4sh", {"limit": 40.0})
+def test_it_a_5xx_on_destroy_is_retried(mocked, slept):
     mocked.delete(f"{BASE}/keys/h4sh", status=503)
     mocked.delete(f"{BASE}/keys/h4sh", json={"data": {"success": True}})
     plugin.destroy(resource_id="h4sh")
-    _assert_call(mocked.calls[3], "DELETE", f"{BASE}/keys/h4sh")
-    assert len(slept) == 2
+    _assert_call(mocked.calls[1], "DELETE", f"{BASE}/keys/h4sh")
+    assert len(slept) == 1
 
 
-def test_a_timeout_on_destroy_is_retried_and_on_create_surfaces_as_transient(mocked, slept):
+def test_it_a_timeout_on_destroy_is_retried_and_on_create_surfaces_as_transient(mocked, slept):
     mocked.delete(f"{BASE}/keys/h4sh", body=requests.ReadTimeout())
     mocked.delete(f"{BASE}/keys/h4sh", status=204)
     plugin.destroy(resource_id="h4sh")
@@ -94,7 +90,7 @@ def test_a_timeout_on_destroy_is_retried_and_on_create_surfaces_as_transient(moc
     assert raised.value.permanent is False and "timed out" in raised.value.message
 
 
-def test_a_malformed_create_answer_is_an_error_without_the_body(mocked):
+def test_it_a_malformed_create_answer_is_an_error_without_the_body(mocked):
     mocked.post(f"{BASE}/keys", json={"data": {"hash": "h4sh"}})  # no secret
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
@@ -104,28 +100,18 @@ def test_a_malformed_create_answer_is_an_error_without_the_body(mocked):
         plugin.create(instance_id="abc")
 
 
-def test_destroy_of_a_missing_key_is_done(mocked):
+def test_it_destroy_of_a_missing_key_is_done(mocked):
     mocked.delete(f"{BASE}/keys/gone", status=404, json={"error": {"message": "Not found"}})
     plugin.destroy(resource_id="gone")
     _assert_call(mocked.calls[0], "DELETE", f"{BASE}/keys/gone")
 
 
-def test_401_is_permanent_and_does_not_leak_the_management_key(mocked):
+def test_it_401_is_permanent_and_does_not_leak_the_management_key(mocked):
     mocked.post(f"{BASE}/keys", status=401, json={"error": {"message": f"Bad key {MGMT}", "code": 401}})
     with pytest.raises(ProviderError) as raised:
         plugin.create(instance_id="abc")
     assert raised.value.permanent is True
     assert MGMT not in raised.value.message and "HTTP 401" in raised.value.message
-
-
-def test_update_validates_what_it_sends(mocked):
-    with pytest.raises(ProviderError, match="limit must be a positive number"):
-        plugin.update(resource_id="h4sh", config={"limit": -1})
-    with pytest.raises(ProviderError, match="limit_reset must be one of daily, weekly, monthly"):
-        plugin.update(resource_id="h4sh", config={"limit_reset": "yearly"})
-    with pytest.raises(ProviderError, match="nothing to update"):
-        plugin.update(resource_id="h4sh", config={})
-    assert len(mocked.calls) == 0
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def test_it_searches_then_orders_a_number_on_the_configured_profile(mocked):
     assert KEY not in json.dumps(resource.config)
 
 
-def test_without_a_configured_profile_it_uses_the_accounts_first(mocked, settings):
+def test_it_without_a_configured_profile_it_uses_the_accounts_first(mocked, settings):
     settings.TELNYX_MESSAGING_PROFILE_ID = ""
     mocked.get(f"{BASE}/messaging_profiles", json={"data": [{"id": "mp-first"}, {"id": "mp-second"}]})
     mocked.get(f"{BASE}/available_phone_numbers", json=_available(NUMBERS[0]))
@@ -76,7 +76,7 @@ def test_without_a_configured_profile_it_uses_the_accounts_first(mocked, setting
     assert resource.env_vars["TELNYX_MESSAGING_PROFILE_ID"] == "mp-first"
 
 
-def test_an_account_without_profiles_is_a_permanent_error(mocked, settings):
+def test_it_an_account_without_profiles_is_a_permanent_error(mocked, settings):
     settings.TELNYX_MESSAGING_PROFILE_ID = ""
     mocked.get(f"{BASE}/messaging_profiles", json={"data": []})
     with pytest.raises(ProviderError) as raised:
@@ -84,7 +84,7 @@ def test_an_account_without_profiles_is_a_permanent_error(mocked, settings):
     assert raised.value.permanent is True and "no messaging profile" in raised.value.message
 
 
-def test_a_taken_number_moves_on_to_the_next_candidate(mocked):
+def test_it_a_taken_number_moves_on_to_the_next_candidate(mocked):
     mocked.get(f"{BASE}/available_phone_numbers", json=_available(*NUMBERS))
     mocked.post(f"{BASE}/number_orders", status=409, json={"errors": [{"code": "10015", "title": "Number unavailable"}]})
     mocked.post(f"{BASE}/number_orders", status=422, json={"errors": [{"detail": "not available"}]})
@@ -103,7 +103,7 @@ def test_it_searches_again_when_every_candidate_was_taken(mocked):
     assert [c.request.method for c in mocked.calls] == ["GET", "POST", "GET", "POST"]
 
 
-def test_ordering_is_bounded(mocked):
+def test_it_ordering_is_bounded(mocked):
     many = [f"+1555000{i:04d}" for i in range(20)]
     mocked.get(f"{BASE}/available_phone_numbers", json=_available(*many))
     mocked.post(f"{BASE}/number_orders", status=409)
@@ -113,7 +113,7 @@ def test_ordering_is_bounded(mocked):
     assert sum(c.request.method == "POST" for c in mocked.calls) == MAX_ORDER_ATTEMPTS
 
 
-def test_the_base_url_is_configurable(mocked, settings):
+def test_it_the_base_url_is_configurable(mocked, settings):
     settings.TELNYX_API_URL = "http://localhost:9/x"
     mocked.get("http://localhost:9/x/available_phone_numbers", json=_available(NUMBERS[0]))
     mocked.post("http://localhost:9/x/number_orders", json=_order(NUMBERS[0]))
@@ -135,7 +135,7 @@ def test_it_retries_429_and_5xx_and_timeouts_on_the_search(mocked, slept):
     assert plugin.create(instance_id="abc").resource_id == NUMBERS[0]
 
 
-def test_a_5xx_or_timeout_on_the_order_is_not_retried_because_it_may_have_bought_the_number(mocked, slept):
+def test_it_a_5xx_or_timeout_on_the_order_is_not_retried_because_it_may_have_bought_the_number(mocked, slept):
     mocked.get(f"{BASE}/available_phone_numbers", json=_available(*NUMBERS))
     mocked.post(f"{BASE}/number_orders", status=500)
     with pytest.raises(ProviderError) as raised:
@@ -148,7 +148,7 @@ def test_a_5xx_or_timeout_on_the_order_is_not_retried_because_it_may_have_bought
     assert len(mocked.calls) == 4
 
 
-def test_a_malformed_answer_is_an_error(mocked):
+def test_it_a_malformed_answer_is_an_error(mocked):
     mocked.get(f"{BASE}/available_phone_numbers", json={"errors": []})
     with pytest.raises(ProviderError, match="malformed response"):
         plugin.create(instance_id="abc")
@@ -157,7 +157,7 @@ def test_a_malformed_answer_is_an_error(mocked):
         plugin.create(instance_id="abc")
 
 
-def test_401_is_permanent_and_does_not_leak_the_key(mocked):
+def test_it_401_is_permanent_and_does_not_leak_the_key(mocked):
     mocked.get(f"{BASE}/available_phone_numbers", status=401,
                json={"errors": [{"code": "10009", "title": "Authentication failed", "detail": f"Key {KEY} is invalid"}]})
     with pytest.raises(ProviderError) as raised:
@@ -165,7 +165,7 @@ def test_401_is_permanent_and_does_not_leak_the_key(mocked):
     assert raised.value.permanent is True and KEY not in raised.value.message and "HTTP 401" in raised.value.message
 
 
-def test_destroy_resolves_the_number_then_deletes_it(mocked, slept):
+def test_it_destroy_resolves_the_number_then_deletes_it(mocked, slept):
     mocked.get(f"{BASE}/phone_numbers", json={"data": [{"id": "1293384261075731499", "phone_number": NUMBERS[0]}]})
     mocked.delete(f"{BASE}/phone_numbers/1293384261075731499", status=503)
     mocked.delete(f"{BASE}/phone_numbers/1293384261075731499", json={"data": {"status": "deleted"}})
@@ -174,7 +174,7 @@ def test_destroy_resolves_the_number_then_deletes_it(mocked, slept):
     _assert_call(mocked.calls[2], "DELETE", "/phone_numbers/1293384261075731499")
 
 
-def test_destroy_of_a_missing_number_is_done(mocked):
+def test_it_destroy_of_a_missing_number_is_done(mocked):
     mocked.get(f"{BASE}/phone_numbers", json={"data": []})
     plugin.destroy(resource_id=NUMBERS[0])
     assert len(mocked.calls) == 1
@@ -188,7 +188,7 @@ def test_it_is_disabled_without_a_key(settings):
     assert plugin.enabled() == (False, "TELNYX_API_KEY is not set")
 
 
-def test_user_mode_injects_the_users_credentials():
+def test_it_user_mode_injects_the_users_credentials():
     assert plugin.user_env_vars({"telnyxApiKey": "KEYuser", "telnyxPhoneNumber": "+14155550100"}) == {
         "TELNYX_API_KEY": "KEYuser", "TELNYX_PHONE_NUMBER": "+14155550100"}
     assert plugin.user_env_vars({"telnyxApiKey": "KEYuser", "telnyxPhone": "+14155550100", "telnyxMessagingProfileId": "mp"}) == {
@@ -206,7 +206,7 @@ def test_user_mode_injects_the_users_credentials():
         ("not an object", "sms: userConfig must be an object"),
     ],
 )
-def test_user_mode_errors_name_the_field_not_the_value(user_config, message):
+def test_it_user_mode_errors_name_the_field_not_the_value(user_config, message):
     with pytest.raises(ProviderError) as raised:
         plugin.user_env_vars(user_config)
     assert raised.value.permanent is True and raised.value.message == message

@@ -47,7 +47,7 @@ def test_it_checksums_like_eip55(address):
     assert checksum_address(address.lower()) == address
 
 
-def test_create_makes_a_fresh_key_and_keeps_only_the_address():
+def test_it_create_makes_a_fresh_key_and_keeps_only_the_address():
     with responses.RequestsMock():  # no provider call at all
         first = plugin.create(instance_id="abc")
         second = plugin.create(instance_id="def")
@@ -60,7 +60,7 @@ def test_create_makes_a_fresh_key_and_keeps_only_the_address():
     assert second.env_vars["PRIVATE_WALLET_KEY"] != key and second.resource_id != first.resource_id
 
 
-def test_key_generation_rejects_draws_outside_the_curve_order(monkeypatch):
+def test_it_key_generation_rejects_draws_outside_the_curve_order(monkeypatch):
     draws = iter([b"\x00" * 32, SECP256K1_N.to_bytes(32, "big"), b"\xff" * 32, (1).to_bytes(32, "big")])
     monkeypatch.setattr(wallet.secrets, "token_bytes", lambda n: next(draws))
     resource = plugin.create(instance_id="abc")
@@ -68,10 +68,8 @@ def test_key_generation_rejects_draws_outside_the_curve_order(monkeypatch):
     assert resource.resource_id == "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
 
 
-def test_destroy_forgets_and_update_and_user_mode_are_refused():
+def test_it_destroy_forgets_and_user_mode_is_refused():
     plugin.destroy(resource_id="0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf")
-    with pytest.raises(ProviderError):
-        plugin.update(resource_id="0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf", config={})
     with pytest.raises(ProviderError) as raised:
         plugin.user_env_vars({"privateWalletKey": "0x01"})
     assert raised.value.permanent is True

@@ -6,6 +6,7 @@ import json
 import pytest
 import requests
 import responses
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from services_app.providers.base import ProviderError
 from services_app.providers.railway_client import RailwayClient, RailwayError
@@ -77,6 +78,16 @@ def test_it_does_not_retry_an_ambiguous_project_create(clock, rsps):
         make_client(clock).execute(PROJECT_CREATE, CREATE_VARS)
     assert failed.value.maybe_applied and failed.value.permanent is False
     assert len(rsps.calls) == 1
+
+
+def test_it_retries_a_project_create_that_never_reached_railway(clock, rsps):
+    refused = requests.ConnectionError(MaxRetryError(None, API, NewConnectionError(None, "refused")))
+    rsps.add(responses.POST, API, body=refused)
+    rsps.add(responses.POST, API, json=OK_CREATE)
+    assert make_client(clock).execute(PROJECT_CREATE, CREATE_VARS) == OK_CREATE["data"]
+    assert len(rsps.calls) == 2
+    # The back-off, then the rest of the token's create spacing: a retried create still counts.
+    assert clock.sleeps == [pytest.approx(0.375), pytest.approx(29.625)]
 
 
 @pytest.mark.parametrize("body", ["<html>bad gateway</html>", json.dumps({"result": 1}), json.dumps({"data": None})])

@@ -17,7 +17,7 @@ def all_configured(settings):
     return settings
 
 
-def test_plugins_come_in_the_seeds_teardown_order():
+def test_it_plugins_come_in_the_seeds_teardown_order():
     assert TEARDOWN_ORDER == ("openrouter", "email", "sms", "crypto", "wallet")
     assert [p.tool_id for p in all_plugins()] == list(TEARDOWN_ORDER)
 
@@ -28,20 +28,20 @@ def test_it_finds_a_plugin_by_tool_id():
 
 
 @pytest.mark.parametrize("tool_id", ["fax", "", None])
-def test_an_unknown_tool_is_a_permanent_provider_error(tool_id):
+def test_it_an_unknown_tool_is_a_permanent_provider_error(tool_id):
     with pytest.raises(ProviderError) as raised:
         get_plugin(tool_id)
     assert raised.value.permanent is True and raised.value.message.startswith("unknown tool")
 
 
-def test_every_plugin_has_the_whole_interface():
+def test_it_every_plugin_has_the_whole_interface():
     for plugin in all_plugins():
-        for attribute in ("tool_id", "name", "provisioning", "always", "enabled", "create", "update", "destroy", "user_env_vars"):
+        for attribute in ("tool_id", "name", "provisioning", "always", "enabled", "create", "destroy", "user_env_vars"):
             assert hasattr(plugin, attribute), (plugin, attribute)
         assert set(plugin.provisioning) <= {"pool", "user"} and plugin.provisioning
 
 
-def test_the_registry_lists_every_tool_enabled_when_configured(all_configured):
+def test_it_the_registry_lists_every_tool_enabled_when_configured(all_configured):
     assert registry() == [
         {"toolId": "openrouter", "name": "OpenRouter", "provisioning": ["pool"], "always": True, "enabled": True, "reason": ""},
         {"toolId": "email", "name": "AgentMail", "provisioning": ["pool", "user"], "always": False, "enabled": True, "reason": ""},
@@ -51,7 +51,7 @@ def test_the_registry_lists_every_tool_enabled_when_configured(all_configured):
     ]
 
 
-def test_the_registry_says_why_a_tool_is_disabled(all_configured):
+def test_it_the_registry_says_why_a_tool_is_disabled(all_configured):
     all_configured.OPENROUTER_KEY_LIMIT_RESET = "hourly"
     all_configured.AGENTMAIL_API_KEY = ""
     all_configured.TELNYX_API_KEY = ""
