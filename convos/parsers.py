@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -42,3 +43,14 @@ class BoundedJSONParser(JSONParser):
         if nesting_depth(data) > MAX_DEPTH:
             raise ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep")
         return data
+
+
+def json_object_body(request: Any, *, optional: bool = False) -> dict:
+    """The request's JSON body, which must be an object: one rule for every API module (400 naming
+    `body` otherwise). An optional body may be absent; it may not be a list or a string."""
+    data = request.data
+    if optional and not data:
+        return {}
+    if not isinstance(data, dict):
+        raise serializers.ValidationError({"body": "Must be a JSON object"})
+    return data

@@ -45,7 +45,7 @@ from pool_app.services.operations import (
     pool_replenish,
 )
 
-DB = "pool"
+from pool_app.db import DB
 
 
 def _ids(ids: list[str]) -> str:
@@ -130,7 +130,7 @@ class InstanceAdmin(admin.ModelAdmin):
                 "title": "Destroy instances: are you sure?",
                 "opts": self.opts,
                 "objects": instances,
-                "protected_ids": {i.pk for i in instances if i.protected or i.pk in settings.PROTECTED_INSTANCES},
+                "protected_ids": {i.pk for i in instances if i.is_protected},
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "action_name": "destroy_selected",
                 "media": self.media,
@@ -147,24 +147,6 @@ class InstanceAdmin(admin.ModelAdmin):
         self._each(request, queryset, "recheck", lambda pk: instance_recheck(instance_id=pk, actor=Actor.ADMIN))
 
 
-@admin.register(InstanceEvent)
-class InstanceEventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "instance_id", "from_status", "to_status", "actor", "reason")
-    list_filter = ("actor", "to_status", "from_status")
-    search_fields = ("instance_id", "reason")
-    date_hierarchy = "created_at"
-    list_per_page = 200
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # the event log is a record: read-only
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class _ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -174,6 +156,15 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(InstanceEvent)
+class InstanceEventAdmin(_ReadOnlyAdmin):  # the event log is a record: read-only
+    list_display = ("created_at", "instance_id", "from_status", "to_status", "actor", "reason")
+    list_filter = ("actor", "to_status", "from_status")
+    search_fields = ("instance_id", "reason")
+    date_hierarchy = "created_at"
+    list_per_page = 200
 
 
 # --- pool settings and pool-wide operations --------------------------------------------------------
@@ -351,7 +342,7 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
-            ApiClient.objects.using("pool").filter(pk=obj.pk).update(rate_limit_per_minute=obj.rate_limit_per_minute)
+            ApiClient.objects.using(DB).filter(pk=obj.pk).update(rate_limit_per_minute=obj.rate_limit_per_minute)
             return
         created = api_client_create(name=obj.name, owner_id=obj.owner_id, rate_limit_per_minute=obj.rate_limit_per_minute)
         obj.pk = created.client.pk

@@ -11,25 +11,17 @@ from rest_framework.views import APIView
 
 from convos.permissions import IsOperator
 from convos.serializer_fields import StrictBooleanField, StrictCharField
+from convos.parsers import json_object_body
+from runtime import limits
 from pool_app import selectors
 from pool_app.invite_urls import join_url_problem
 from pool_app.models import Actor
+from pool_app.qr import qr_data_url
 from pool_app.services import instance_claim
 from pool_app.services.claim import claim_spec
 from pool_app.services.templates import instance_clone
-from pool_app.services.idempotency import claim_once
-from pool_app.services.operations import (
-    MAX_PER_REQUEST,
-    instance_destroy_one,
-    instance_recheck,
-    instance_redeploy_one,
-    pool_drain,
-    pool_redeploy_idle,
-    pool_replenish,
-)
+from pool_app.services import operations
 
-MAX_AGENT_NAME = 200
-MAX_INSTRUCTIONS = 100_000  # what the runtime accepts
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -60,20 +52,32 @@ def _join_url(value: str | None) -> str | None:
     return value or None
 
 
-def _body(request: Request) -> dict:
-    if not isinstance(request.data, dict):
-        raise serializers.ValidationError({"body": "Must be a JSON object"})
-    return request.data
+class ClaimOutputSerializer(serializers.Serializer):
+    """A claim's answer as the API renders it; `qrDataUrl` is drawn here from the invite URL
+    (context `draw_qr=False` leaves it out)."""
+
+    instanceId = serializers.CharField(source="instance_id")
+    agentName = serializers.CharField(source="agent_name")
+    inviteUrl = serializers.CharField(source="invite_url", allow_null=True)
+    conversationId = serializers.CharField(source="conversation_id", allow_null=True)
+    joined = serializers.BooleanField()
+    status = serializers.CharField()
+    qrDataUrl = serializers.SerializerMethodField()
+
+    def get_qrDataUrl(self, result) -> str | None:  # noqa: N802 - the API's field name
+        if not self.context.get("draw_qr", True) or not result.invite_url:
+            return None
+        return qr_data_url(result.invite_url)
 
 
 class PoolClaimApi(APIView):
     class InputSerializer(serializers.Serializer):
         # Without a template both are required; with one they override the template's.
-        agentName = StrictCharField(max_length=MAX_AGENT_NAME, trim_whitespace=True, required=False)
-        instructions = StrictCharField(max_length=MAX_INSTRUCTIONS, allow_blank=True, trim_whitespace=False, required=False)
-        joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
+        agentName = StrictCharField(max_length=limits.AGENT_NAME_MAX, trim_whitespace=True, required=False)
+        instructions = StrictCharField(max_length=limits.INSTRUCTIONS_MAX, allow_blank=True, trim_whitespace=False, required=False)
+        joinUrl = StrictCharField(max_length=limits.JOIN_URL_MAX, required=False, allow_null=True, allow_blank=True)
         templateId = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True)
-        model = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+        model = StrictCharField(max_length=limits.MODEL_NAME_MAX, required=False, allow_null=True, allow_blank=True)
         userConfig = serializers.DictField(required=False, allow_null=True)
 
         def validate(self, data: dict) -> dict:
@@ -88,13 +92,11 @@ class PoolClaimApi(APIView):
 
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         key = request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()
         if len(key) > MAX_IDEMPOTENCY_KEY:
             raise serializers.ValidationError({"Idempotency-Key": f"At most {MAX_IDEMPOTENCY_KEY} characters"})
-        provision_ms: list[float] = []
-
         v = data.validated_data
         # Template, model and user credentials are checked before any instance is taken.
         spec = claim_spec(
@@ -102,23 +104,14 @@ class PoolClaimApi(APIView):
             instructions=v.get("instructions"), model=v.get("model") or None, join_url=v.get("joinUrl"),
             user_config=v.get("userConfig"), owner_id=request.user.owner_id or "",
         )
-
-        def claim() -> dict:
-            result = instance_claim(spec=spec, actor=Actor.API)
-            provision_ms.append(result.provision_ms)
-            return result.as_dict()
-
-        if key:
-            answer, replayed = claim_once(owner_key=request.user.name, idempotency_key=key, body=dict(data.validated_data), claim=claim)
-        else:
-            answer, replayed = claim(), False
-        response = Response(answer)
-        if replayed:
+        result = instance_claim(spec=spec, actor=Actor.API, idempotency_key=key or None, owner_key=request.user.name)
+        response = Response(ClaimOutputSerializer(result).data)
+        if result.replayed:
             response["Idempotent-Replayed"] = "true"
-        if provision_ms:
+        else:
             # Lets clients and benchmarks split the claim into the instance's provisioning and the pool's own work.
-            pool_ms = (time.perf_counter() - started) * 1000 - provision_ms[0]
-            response["Server-Timing"] = f"provision;dur={provision_ms[0]:.1f}, pool;dur={pool_ms:.1f}"
+            pool_ms = (time.perf_counter() - started) * 1000 - result.provision_ms
+            response["Server-Timing"] = f"provision;dur={result.provision_ms:.1f}, pool;dur={pool_ms:.1f}"
         return response
 
 
@@ -134,7 +127,7 @@ class PoolStatusApi(APIView):
 
 
 class _CountSerializer(serializers.Serializer):
-    count = serializers.IntegerField(min_value=1, max_value=MAX_PER_REQUEST)
+    count = serializers.IntegerField(min_value=1, max_value=operations.MAX_PER_REQUEST)
 
 
 class _DryRunSerializer(serializers.Serializer):
@@ -145,9 +138,9 @@ class PoolReplenishApi(APIView):
     permission_classes = [IsOperator]
 
     def post(self, request: Request) -> Response:
-        data = _CountSerializer(data=_body(request))
+        data = _CountSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
-        return Response(pool_replenish(count=data.validated_data["count"], actor=Actor.API).as_dict())
+        return Response(operations.pool_replenish(count=data.validated_data["count"], actor=Actor.API).as_dict())
 
 
 class PoolDrainApi(APIView):
@@ -157,18 +150,18 @@ class PoolDrainApi(APIView):
         pass
 
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
-        return Response(pool_drain(count=data.validated_data["count"], dry_run=data.validated_data["dryRun"], actor=Actor.API).as_dict())
+        return Response(operations.pool_drain(count=data.validated_data["count"], dry_run=data.validated_data["dryRun"], actor=Actor.API).as_dict())
 
 
 class PoolRedeployApi(APIView):
     permission_classes = [IsOperator]
 
     def post(self, request: Request) -> Response:
-        data = _DryRunSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data = _DryRunSerializer(data=json_object_body(request, optional=True))
         data.is_valid(raise_exception=True)
-        return Response(pool_redeploy_idle(dry_run=data.validated_data["dryRun"], actor=Actor.API).as_dict())
+        return Response(operations.pool_redeploy_idle(dry_run=data.validated_data["dryRun"], actor=Actor.API).as_dict())
 
 
 class InstanceDestroyApi(APIView):
@@ -179,34 +172,34 @@ class InstanceDestroyApi(APIView):
         if value not in ("true", "false", "1", "0"):
             raise serializers.ValidationError({"dryRun": "Must be true or false"})  # a typo must never destroy
         dry_run = value in ("true", "1")
-        return Response(instance_destroy_one(instance_id=instance_id, dry_run=dry_run, actor=Actor.API).as_dict())
+        return Response(operations.instance_destroy_one(instance_id=instance_id, dry_run=dry_run, actor=Actor.API).as_dict())
 
 
 class InstanceCloneApi(APIView):
     class InputSerializer(serializers.Serializer):
         userConfig = serializers.DictField(required=False, allow_null=True)
-        joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
+        joinUrl = StrictCharField(max_length=limits.JOIN_URL_MAX, required=False, allow_null=True, allow_blank=True)
 
         def validate_joinUrl(self, value: str | None) -> str | None:
             return _join_url(value)
 
     def post(self, request: Request, instance_id: str) -> Response:
-        data = self.InputSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data = self.InputSerializer(data=json_object_body(request, optional=True))
         data.is_valid(raise_exception=True)
         result = instance_clone(instance_id=instance_id, viewer=request.user, actor=Actor.API,
                                 user_config=data.validated_data.get("userConfig"), join_url=data.validated_data.get("joinUrl") or None)
-        return Response(result.as_dict())
+        return Response(ClaimOutputSerializer(result).data)
 
 
 class InstanceRedeployApi(APIView):
     permission_classes = [IsOperator]
 
     def post(self, request: Request, instance_id: str) -> Response:
-        return Response(instance_redeploy_one(instance_id=instance_id, actor=Actor.API).as_dict())
+        return Response(operations.instance_redeploy_one(instance_id=instance_id, actor=Actor.API).as_dict())
 
 
 class InstanceRecheckApi(APIView):
     permission_classes = [IsOperator]
 
     def post(self, request: Request, instance_id: str) -> Response:
-        return Response(InstanceOutputSerializer(instance_recheck(instance_id=instance_id, actor=Actor.API)).data)
+        return Response(InstanceOutputSerializer(operations.instance_recheck(instance_id=instance_id, actor=Actor.API)).data)

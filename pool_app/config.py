@@ -15,7 +15,7 @@ from django.db import transaction
 
 from pool_app.models import PoolSettings, PoolSettingsChange
 
-DB = "pool"
+from pool_app.db import DB
 # PoolSettings field -> Django setting it overrides.
 OVERRIDABLE = {
     "min_idle": "POOL_MIN_IDLE",

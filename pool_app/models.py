@@ -4,9 +4,12 @@ from __future__ import annotations
 import secrets
 import string
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+
+from runtime import limits
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -43,6 +46,19 @@ CLAIMED_STATUSES = frozenset(
 )
 
 
+# Statuses in which an instance holds its joinUrl: one owner for the partial unique index below
+# and for the claim's duplicate check.
+HOLDS_JOIN_URL_STATUSES = (InstanceStatus.CLAIMING, InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE)
+
+
+class InstanceQuerySet(models.QuerySet):
+    def claimable(self, *, skip: frozenset[str] | set[str] = frozenset()) -> InstanceQuerySet:
+        """The one definition of "may be handed out now": idle, clean (no reset owed), and not
+        protected by the operator (the row's flag, or PROTECTED_INSTANCES in the settings)."""
+        protected = frozenset(settings.PROTECTED_INSTANCES) | frozenset(skip)
+        return self.filter(status=InstanceStatus.IDLE, protected=False, needs_reset=False).exclude(pk__in=protected)
+
+
 class Actor(models.TextChoices):
     TICK = "tick", "tick"
     API = "api", "api"
@@ -52,16 +68,18 @@ class Actor(models.TextChoices):
 
 
 class Instance(models.Model):
+    objects = InstanceQuerySet.as_manager()
+
     id = models.CharField(primary_key=True, max_length=32, default=new_instance_id, editable=False)
     status = models.CharField(max_length=32, choices=InstanceStatus.choices, default=InstanceStatus.STARTING, db_index=True)
     # Copy of the services' URL (services is the source of truth) for client-facing answers.
     url = models.URLField(max_length=500, blank=True, default="")
     # Last status reported by the services batch: deploying, deploy_failed, healthy, unreachable, sleeping, not_found.
     deploy_status = models.CharField(max_length=32, blank=True, default="")
-    agent_name = models.CharField(max_length=200, blank=True, default="")
+    agent_name = models.CharField(max_length=limits.AGENT_NAME_MAX, blank=True, default="")
     instructions = models.TextField(blank=True, default="")
-    model = models.CharField(max_length=200, blank=True, default="")  # set at claim time (template default or override)
-    join_url = models.URLField(max_length=500, blank=True, default="")
+    model = models.CharField(max_length=limits.MODEL_NAME_MAX, blank=True, default="")  # set at claim time (template default or override)
+    join_url = models.URLField(max_length=limits.JOIN_URL_MAX, blank=True, default="")
     conversation_id = models.CharField(max_length=128, blank=True, default="")
     invite_url = models.URLField(max_length=500, blank=True, default="")
     template_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
@@ -94,7 +112,7 @@ class Instance(models.Model):
             # even by two claims racing (the second one's reservation fails on this index).
             models.UniqueConstraint(
                 fields=["join_url"],
-                condition=~models.Q(join_url="") & models.Q(status__in=["claiming", "claimed", "pending_acceptance"]),
+                condition=~models.Q(join_url="") & models.Q(status__in=[str(s) for s in HOLDS_JOIN_URL_STATUSES]),
                 name="instances_active_join_url_unique",
             ),
         ]
@@ -105,6 +123,11 @@ class Instance(models.Model):
     @property
     def is_claimed(self) -> bool:
         return self.status in CLAIMED_STATUSES
+
+    @property
+    def is_protected(self) -> bool:
+        """Protected by the operator: the row's flag, or PROTECTED_INSTANCES (the rule `claimable` applies)."""
+        return self.protected or self.pk in settings.PROTECTED_INSTANCES
 
 
 class InstanceEvent(models.Model):

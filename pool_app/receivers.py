@@ -4,7 +4,7 @@ from __future__ import annotations
 from pool_app.models import Actor, Instance
 from pool_app.transitions import record_event
 
-DB = "pool"
+from pool_app.db import DB
 
 
 def record_self_provision(sender, *, instance_id: str, tool_id: str, outcome: str, detail: str, **_) -> None:

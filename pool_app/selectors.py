@@ -9,7 +9,7 @@ from pool_app.config import pool_config
 from pool_app.models import Instance, InstanceStatus, PoolState
 from services_app import facade as services
 
-DB = "pool"
+from pool_app.db import DB
 
 
 def pool_counts() -> dict[str, int]:

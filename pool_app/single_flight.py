@@ -22,7 +22,7 @@ from django.utils import timezone
 from pool_app.models import TickLease
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 
 
 def _advisory_key(name: str) -> int:

@@ -1,32 +1,34 @@
 """One pure function from what services observed to the pool status (reference section 2).
 
 Kept free of I/O and of the database so every combination can be checked in a table-driven test.
+It reads services' coarse deploy states (services_app/deploy_states.py, through the facade), never
+a provider's own status names.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
 from pool_app.models import InstanceStatus as S
+from services_app.facade import deploy_states as state_words
 
-SLEEPING = frozenset({"SLEEPING"})
-FAILED = frozenset({"FAILED", "CRASHED", "REMOVED", "REMOVING", "SKIPPED"})
-DEPLOYING = frozenset({"QUEUED", "WAITING", "BUILDING", "DEPLOYING", "INITIALIZING", "NEEDS_APPROVAL"})
+# A deployment that is gone, or that services no longer knows, is dead for the pool.
+_GONE = frozenset({state_words.DEPLOY_FAILED, state_words.NOT_FOUND})
 
 
-def derive_status(*, deploy_status: str | None, healthy: bool, unhealthy_for: timedelta, claimed: bool, stuck_timeout: timedelta) -> str:
+def derive_status(*, state: str, unhealthy_for: timedelta, claimed: bool, stuck_timeout: timedelta) -> str:
     """Status an instance should have, in the reference's order of rules.
 
     `unhealthy_for` is how long the instance has gone without a healthy check (since creation for
     one that never was healthy). A claimed instance is never called dead or stuck: the worst it
     becomes is `crashed`, which the tick never destroys. Sleeping is never treated as dead.
     """
-    if deploy_status in SLEEPING:
+    if state == state_words.SLEEPING:
         return S.SLEEPING
-    if deploy_status in FAILED:
+    if state in _GONE:
         return S.CRASHED if claimed else S.DEAD
     if claimed:
         return S.CLAIMED
-    if deploy_status == "SUCCESS" and healthy:
+    if state == state_words.HEALTHY:
         return S.IDLE
     # Deploying, or deployed but not answering, or unknown: give it POOL_STUCK_TIMEOUT_MS. A
     # deploy queued forever is as stuck as one that never answers, so the timeout covers both.

@@ -11,7 +11,7 @@ from convos.redaction import redact
 from pool_app.models import Instance, InstanceEvent
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 
 
 def _event(*, instance_id: str, from_status: str, to_status: str, reason: str, actor: str) -> InstanceEvent:

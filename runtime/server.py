@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from runtime import __version__
 from runtime.config import Config
 from runtime.channels.base import ChannelError
+from runtime.limits import CHAT_TEXT_MAX, SENDER_NAME_MAX
 from runtime.state import AlreadyBoundError, ChannelFailed, RuntimeState, SimulatedProvisionFailure
 from runtime.validation import ValidationError, validate_credentials, validate_provision
 
@@ -297,6 +298,9 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             "runtime": "convos-python",
             "channel": state.channel.name,
             "channelReady": channel_ready,
+            # The bound conversation's messages reach the agent now (false while unclaimed, or
+            # while the Convos CLI's serve restarts).
+            "listening": state.channel.listening(),
             # Whether an answer can come from a model at all (never the key itself).
             "llm": {"configured": bool(state.credentials().get("OPENROUTER_API_KEY")), "model": state.model()},
             "instanceId": config.instance_id,
@@ -377,10 +381,10 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         self._require_token()
         body = self._read_json_body(optional=False)
         text, sender = body.get("text"), body.get("senderName") or "you"
-        if not isinstance(text, str) or not text.strip() or len(text) > 10_000:
-            raise HttpError(400, "text: a non-empty string of at most 10000 characters")
-        if not isinstance(sender, str) or len(sender) > 100:
-            raise HttpError(400, "senderName: a string of at most 100 characters")
+        if not isinstance(text, str) or not text.strip() or len(text) > CHAT_TEXT_MAX:
+            raise HttpError(400, f"text: a non-empty string of at most {CHAT_TEXT_MAX} characters")
+        if not isinstance(sender, str) or len(sender) > SENDER_NAME_MAX:
+            raise HttpError(400, f"senderName: a string of at most {SENDER_NAME_MAX} characters")
         channel = self.server.state.channel
         if not hasattr(channel, "deliver"):
             raise HttpError(409, f"this instance talks through its {channel.name} channel, not this endpoint")

@@ -15,11 +15,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from runtime.config import INVITE_HOSTS
+from runtime.limits import AGENT_NAME_MAX, CREDENTIAL_VALUE_MAX, INSTRUCTIONS_MAX
 
 logger = logging.getLogger(__name__)
 
-MAX_AGENT_NAME_CHARS = 200
-MAX_INSTRUCTIONS_CHARS = 100_000
 INVITE_PATH = "/v2"
 _INVITE_HOSTS = frozenset(INVITE_HOSTS.values())
 
@@ -70,17 +69,17 @@ def validate_provision(body: Any) -> ProvisionRequest:
         raise ValidationError("agentName", "must be a string")
     if not agent_name.strip():
         raise ValidationError("agentName", "must not be empty")
-    if len(agent_name) > MAX_AGENT_NAME_CHARS:
-        raise ValidationError("agentName", f"must be at most {MAX_AGENT_NAME_CHARS} characters")
+    if len(agent_name) > AGENT_NAME_MAX:
+        raise ValidationError("agentName", f"must be at most {AGENT_NAME_MAX} characters")
 
     if "instructions" not in body or body["instructions"] is None:
         raise ValidationError("instructions", "is required (it may be an empty string)")
     instructions = body["instructions"]
     if not isinstance(instructions, str):
         raise ValidationError("instructions", "must be a string")
-    if len(instructions) > MAX_INSTRUCTIONS_CHARS:
+    if len(instructions) > INSTRUCTIONS_MAX:
         raise ValidationError(
-            "instructions", f"must be at most {MAX_INSTRUCTIONS_CHARS} characters"
+            "instructions", f"must be at most {INSTRUCTIONS_MAX} characters"
         )
 
     join_url = _optional(body, "joinUrl")
@@ -117,7 +116,6 @@ def validate_provision(body: Any) -> ProvisionRequest:
 
 
 _VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-MAX_CREDENTIAL_CHARS = 8192
 
 
 def validate_credentials(body: Any) -> tuple[dict[str, str], list[str]]:
@@ -133,8 +131,8 @@ def validate_credentials(body: Any) -> tuple[dict[str, str], list[str]]:
     for name, value in values.items():
         if not _VARIABLE_NAME.match(name):
             raise ValidationError(f"set.{name}", "is not a variable name (A-Z, 0-9, _)")
-        if not isinstance(value, str) or len(value) > MAX_CREDENTIAL_CHARS:
-            raise ValidationError(f"set.{name}", f"must be a string of at most {MAX_CREDENTIAL_CHARS} characters")
+        if not isinstance(value, str) or len(value) > CREDENTIAL_VALUE_MAX:
+            raise ValidationError(f"set.{name}", f"must be a string of at most {CREDENTIAL_VALUE_MAX} characters")
     for name in remove:
         if not isinstance(name, str) or not _VARIABLE_NAME.match(name):
             raise ValidationError("remove", "entries must be variable names")

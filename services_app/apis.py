@@ -8,16 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from convos.serializer_fields import StrictBooleanField, StrictCharField
+from convos.parsers import json_object_body
+from runtime import limits
 from services_app import services
 from services_app.auth import IsPool, IsPoolOrSameInstance, ServicesAuthentication
 
 INSTANCE_ID = StrictCharField(max_length=32)
-
-
-def _body(request: Request) -> dict:
-    if not isinstance(request.data, dict):
-        raise serializers.ValidationError({"body": "Must be a JSON object"})
-    return request.data
 
 
 class _ServicesApi(APIView):
@@ -30,7 +26,7 @@ class CreateInstanceApi(_ServicesApi):
         instanceId = StrictCharField(max_length=32)
 
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         return Response(services.instance_create(instance_id=data.validated_data["instanceId"]))
 
@@ -45,7 +41,7 @@ class StatusBatchApi(_ServicesApi):
         instanceIds = serializers.ListField(child=StrictCharField(max_length=32), max_length=10_000, allow_empty=True)
 
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         return Response(services.status_batch(instance_ids=data.validated_data["instanceIds"]))
 
@@ -62,7 +58,7 @@ class ProvisionToolApi(_ServicesApi):
         userConfig = serializers.DictField(required=False, allow_null=True)
 
     def post(self, request: Request, instance_id: str, tool_id: str) -> Response:
-        data = self.InputSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data = self.InputSerializer(data=json_object_body(request, optional=True))
         data.is_valid(raise_exception=True)
         return Response(services.tool_provision(instance_id=instance_id, tool_id=tool_id, user_config=data.validated_data.get("userConfig"),
                                                 by_instance=not request.user.is_pool))
@@ -73,7 +69,7 @@ class CheckUserConfigApi(_ServicesApi):
         userConfig = serializers.DictField()
 
     def post(self, request: Request, tool_id: str) -> Response:
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         return Response(services.user_config_check(tool_id=tool_id, user_config=data.validated_data["userConfig"]))
 
@@ -85,15 +81,15 @@ class DestroyToolApi(_ServicesApi):
 
 class ConfigureApi(_ServicesApi):
     class InputSerializer(serializers.Serializer):
-        agentName = StrictCharField(max_length=200)
-        instructions = StrictCharField(max_length=100_000, allow_blank=True, trim_whitespace=False)
-        model = StrictCharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+        agentName = StrictCharField(max_length=limits.AGENT_NAME_MAX)
+        instructions = StrictCharField(max_length=limits.INSTRUCTIONS_MAX, allow_blank=True, trim_whitespace=False)
+        model = StrictCharField(max_length=limits.MODEL_NAME_MAX, required=False, allow_null=True, allow_blank=True)
         joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
         update = StrictBooleanField(required=False, default=False)
         selfProvisionTools = serializers.ListField(child=StrictCharField(max_length=32), required=False, default=list, max_length=32)
 
     def post(self, request: Request, instance_id: str) -> Response:
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         v = data.validated_data
         return Response(services.instance_configure(
@@ -115,11 +111,11 @@ class ResetApi(_ServicesApi):
 
 class ChatApi(_ServicesApi):
     class InputSerializer(serializers.Serializer):
-        text = StrictCharField(max_length=10_000)
-        senderName = StrictCharField(max_length=100, required=False, default="operator")
+        text = StrictCharField(max_length=limits.CHAT_TEXT_MAX)
+        senderName = StrictCharField(max_length=limits.SENDER_NAME_MAX, required=False, default="operator")
 
     def post(self, request: Request, instance_id: str) -> Response:
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         v = data.validated_data
         return Response(services.instance_chat(instance_id=instance_id, text=v["text"], sender_name=v["senderName"]))

@@ -15,6 +15,7 @@ from rest_framework.permissions import BasePermission
 
 from convos.auth import bearer_token
 from services_app import instance_secrets
+from services_app.db import DB
 from services_app.models import InstanceInfra
 
 
@@ -43,7 +44,7 @@ class ServicesAuthentication(authentication.BaseAuthentication):
         if hmac.compare_digest(token.encode(), settings.SERVICES_API_KEY.encode()):
             return ServicesCaller(name="pool"), None
         infra = (
-            InstanceInfra.objects.using("services")
+            InstanceInfra.objects.using(DB)
             .filter(instance_services_token_hash=instance_secrets.token_hash(token), torn_down_at=None)
             .only("instance_id")
             .first()

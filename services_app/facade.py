@@ -12,12 +12,12 @@ from urllib.parse import quote
 
 from django.conf import settings
 
-from services_app import http_client
+from services_app import deploy_states, http_client
 from services_app.services.errors import ServicesError
 from services_app.signals import self_provision_requested
 
 __all__ = [
-    "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "chat", "reset",
+    "deploy_states", "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "chat", "reset",
     "redeploy", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
 ]
 

@@ -18,12 +18,14 @@ from django.utils.html import format_html
 
 from convos.auth import OPERATOR
 from convos.errors import DomainError, NotFound
+from pool_app.models import Actor
 from pool_app.selectors import instance_counts_by_template
+from pool_app.services.templates import template_sync  # the pool owns its instances
 from templates_app.models import AgentTemplate
 from templates_app.services import EDITABLE_FIELDS, template_create, template_delete, template_update
 from templates_app.validation import MAX_INSTRUCTIONS, model_problems, tools_problems
 
-DB = "templates"
+from templates_app.db import DB
 MAX_CREATOR_CHOICES = 100  # the filter lists this many creators; search finds the others
 
 
@@ -93,8 +95,6 @@ class AgentTemplateAdmin(admin.ModelAdmin):
 
     @admin.action(description="Push name and instructions to the instances claimed from them", permissions=["change"])
     def push_to_instances(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from pool_app.models import Actor
-        from pool_app.services.templates import template_sync  # the pool owns its instances
 
         for template in queryset:
             result = template_sync(template_id=template.pk, actor=Actor.ADMIN)

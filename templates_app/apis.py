@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from convos.serializer_fields import StrictCharField
+from convos.parsers import json_object_body
 from templates_app import selectors, services
 from templates_app.models import AgentTemplate, Visibility
 from templates_app.validation import TemplateInputSerializer
@@ -33,14 +34,8 @@ def _out(template: AgentTemplate) -> dict:
     return TemplateOutputSerializer(template).data
 
 
-def _body(request: Request) -> dict:
-    if not isinstance(request.data, dict):
-        raise serializers.ValidationError({"body": "Must be a JSON object"})
-    return request.data
-
-
 def _validated(view: APIView, request: Request, *, partial: bool) -> dict:
-    data = view.InputSerializer(data=_body(request), partial=partial)
+    data = view.InputSerializer(data=json_object_body(request), partial=partial)
     data.is_valid(raise_exception=True)
     return dict(data.validated_data)
 
@@ -98,7 +93,7 @@ class TemplateVisibilityApi(APIView):
         visibility = serializers.ChoiceField(choices=Visibility.values)
 
     def post(self, request: Request, template_id: str) -> Response:
-        data = self.InputSerializer(data=_body(request))
+        data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         template = services.template_set_visibility(
             template_id=template_id, viewer=request.user, visibility=data.validated_data["visibility"],

@@ -6,6 +6,8 @@ import secrets
 from django.db import models
 from django.utils import timezone
 
+from runtime import limits
+
 
 def new_template_id() -> str:
     return "tpl_" + secrets.token_hex(8)
@@ -23,7 +25,7 @@ class Visibility(models.TextChoices):
 class AgentTemplate(models.Model):
     id = models.CharField(primary_key=True, max_length=64, default=new_template_id, editable=False)
     creator_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
-    agent_name = models.CharField(max_length=200)
+    agent_name = models.CharField(max_length=limits.AGENT_NAME_MAX)
     instructions = models.TextField(blank=True, default="")
     model = models.JSONField(default=default_model, blank=True)  # {"default": "...", "allow_override": bool}
     tools = models.JSONField(default=list, blank=True)  # [{"id": "email", "provisioning": "pool"}]

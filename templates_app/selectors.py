@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 from convos.errors import NotFound
 from templates_app.models import AgentTemplate, Visibility
 
-DB = "templates"
+from templates_app.db import DB
 MAX_ID = AgentTemplate._meta.get_field("id").max_length
 
 

@@ -20,7 +20,7 @@ from templates_app.models import AgentTemplate, Visibility
 from templates_app.selectors import template_id_possible, template_not_found, template_queryset
 
 logger = logging.getLogger(__name__)
-DB = "templates"
+from templates_app.db import DB
 EDITABLE_FIELDS = ("agent_name", "instructions", "model", "tools", "visibility")
 
 

@@ -14,14 +14,16 @@ from rest_framework import serializers
 
 from convos.errors import Unavailable
 from convos.serializer_fields import StrictCharField
+from runtime import limits
 from services_app import facade as services
 from templates_app.models import Visibility, default_model
 
 logger = logging.getLogger(__name__)
 
-MAX_AGENT_NAME = 200
-MAX_INSTRUCTIONS = 100_000  # what the runtime accepts (same limit as a plain claim)
-MAX_MODEL_NAME = 200
+# Name, instructions and model: the runtime protocol's limits (runtime/limits.py), one owner.
+MAX_AGENT_NAME = limits.AGENT_NAME_MAX
+MAX_INSTRUCTIONS = limits.INSTRUCTIONS_MAX
+MAX_MODEL_NAME = limits.MODEL_NAME_MAX
 MAX_TOOLS = 20
 MAX_TOOL_ID = 64
 PROVISIONING_MODES = ("pool", "user")

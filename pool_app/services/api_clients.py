@@ -11,7 +11,7 @@ from django.utils import timezone
 from convos.errors import NotFound
 from pool_app.models import ApiClient
 
-DB = "pool"
+from pool_app.db import DB
 KEY_PREFIX = "cvk_"
 
 

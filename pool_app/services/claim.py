@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -15,18 +15,17 @@ from django.utils import timezone
 
 from convos.auth import OPERATOR
 from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
-from pool_app.models import Instance, InstanceStatus
-from pool_app.qr import qr_data_url
+from pool_app.models import HOLDS_JOIN_URL_STATUSES, Instance, InstanceStatus
+from pool_app.services.idempotency import claim_once
 from pool_app.services.recovery import claim_recover, late_claim_recover
+from templates_app.selectors import template_get  # templates are resolved through their own app
 from pool_app.transitions import transition
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 _RESERVE_ATTEMPTS = 5
 _BOUND_RETRIES = 3
-# Statuses in which an instance holds its joinUrl (mirrors the partial unique index on join_url).
-_HOLDS_JOIN_URL = (InstanceStatus.CLAIMING, InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE)
 
 
 class Invalid(DomainError):
@@ -77,7 +76,6 @@ def claim_spec(
     pool_tools: tuple[str, ...] = ()
     user_tools: tuple[str, ...] = ()
     if template_id:
-        from templates_app.selectors import template_get  # templates are resolved through their own app
 
         template = template_get(template_id=template_id, viewer=viewer or OPERATOR)
         model_rule = template.model or {}
@@ -125,8 +123,10 @@ class ClaimResult:
     joined: bool
     status: str
     provision_ms: float = field(default=0.0, compare=False)  # the instance's provisioning call (Server-Timing)
+    replayed: bool = field(default=False, compare=False)  # an Idempotency-Key's stored answer, not a new claim
 
     def as_dict(self) -> dict[str, Any]:
+        """The claim's answer without the QR image (drawing it is the renderer's job, when asked)."""
         return {
             "instanceId": self.instance_id,
             "agentName": self.agent_name,
@@ -134,8 +134,13 @@ class ClaimResult:
             "conversationId": self.conversation_id,
             "joined": self.joined,
             "status": self.status,
-            "qrDataUrl": qr_data_url(self.invite_url) if self.invite_url else None,
         }
+
+    @classmethod
+    def from_answer(cls, answer: dict[str, Any], *, replayed: bool) -> ClaimResult:
+        return cls(instance_id=answer["instanceId"], agent_name=answer["agentName"], invite_url=answer.get("inviteUrl"),
+                   conversation_id=answer.get("conversationId"), joined=bool(answer.get("joined")), status=answer["status"],
+                   replayed=replayed)
 
 
 def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[str] = frozenset()) -> Instance | None:
@@ -147,10 +152,9 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     what guarantees that one instance is never reserved twice, and the partial unique index on
     join_url that one conversation is never claimed twice.
     """
-    protected = frozenset(settings.PROTECTED_INSTANCES) | skip
     for attempt in range(_RESERVE_ATTEMPTS):
         with transaction.atomic(using=DB):
-            idle = Instance.objects.using(DB).filter(status=InstanceStatus.IDLE, protected=False, needs_reset=False).exclude(pk__in=protected)
+            idle = Instance.objects.using(DB).claimable(skip=skip)
             candidate = idle.select_for_update(skip_locked=True).order_by("created_at").first()
             if candidate is None:
                 # Every idle row may be locked for an instant by another claim's reservation:
@@ -203,20 +207,20 @@ def _take_back(instance_id: str, provisioned: list[tuple[str, str]]) -> None:
             logger.warning("rolling back %s of %s failed: %s", tool_id, instance_id, exc.message)
 
 
-def instance_claim(
-    *,
-    agent_name: str | None = None,
-    instructions: str | None = None,
-    join_url: str | None = None,
-    owner_id: str = "",
-    actor: str = "api",
-    spec: ClaimSpec | None = None,
-) -> ClaimResult:
-    """Claim an idle instance. Pass a `spec` (from `claim_spec`, for templates and clones) or the
-    plain name and instructions."""
-    spec = spec or claim_spec(agent_name=agent_name, instructions=instructions, join_url=join_url, owner_id=owner_id)
+def instance_claim(*, spec: ClaimSpec, actor: str, idempotency_key: str | None = None, owner_key: str = "") -> ClaimResult:
+    """Claim an idle instance for `spec` (built by `claim_spec`): the one entry of the API, the CLI,
+    clones and tests. With an `idempotency_key`, the same key and claim from the same `owner_key`
+    claim once: a repeat gets the stored answer (`replayed`), a different claim under the key a 409."""
+    if not idempotency_key:
+        return _claim(spec, actor)
+    answer, replayed = claim_once(owner_key=owner_key, idempotency_key=idempotency_key, body=asdict(spec),
+                                  claim=lambda: _claim(spec, actor))
+    return answer if isinstance(answer, ClaimResult) else ClaimResult.from_answer(answer, replayed=replayed)
+
+
+def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
     join_url = spec.join_url
-    if join_url and Instance.objects.using(DB).filter(join_url=join_url, status__in=_HOLDS_JOIN_URL).exists():
+    if join_url and Instance.objects.using(DB).filter(join_url=join_url, status__in=HOLDS_JOIN_URL_STATUSES).exists():
         raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use")
     tried: set[str] = set()
     # The claim stops starting new steps after two thirds of CLAIM_TIMEOUT_MS (each step is bounded

@@ -10,9 +10,10 @@ from convos.concurrency import map_concurrently
 from pool_app.models import Instance, InstanceStatus
 from pool_app.transitions import record_events, transition
 from services_app import facade as services
+from services_app.facade import deploy_states as STATES
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 # deploy_status of a row whose services create-instance call has not returned yet.
 CREATING = "creating"
 
@@ -41,7 +42,7 @@ def instances_create(*, count: int, actor: str, concurrency: int) -> list[str]:
             creation_abandon(instance_id=instance_id, actor=actor, reason=f"create failed: {message}")
             return None
         recorded = Instance.objects.using(DB).filter(pk=instance_id, status=InstanceStatus.STARTING, deploy_status=CREATING).update(
-            url=created["url"], deploy_status="deploying")
+            url=created["url"], deploy_status=STATES.DEPLOYING)
         if not recorded:
             # The tick gave this creation up while it ran (older than POOL_CREATE_TIMEOUT_MS): what
             # it made now belongs to nobody.

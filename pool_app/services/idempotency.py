@@ -4,8 +4,8 @@ The key is taken by inserting a row under a unique (owner, key) index, so of two
 requests with one key exactly one claims; the other waits for that claim's answer and returns it.
 A claim that fails gives its key back, so the client can retry with the same key; one whose
 process died (still `in_progress` after CLAIM_TIMEOUT_MS) is taken over by the next request with
-the key. Keys are kept CLAIM_REQUEST_TTL_HOURS (the tick prunes older ones); the stored answer
-leaves out the QR image, which is drawn again from the invite URL on a replay.
+the key. Keys are kept CLAIM_REQUEST_TTL_HOURS (the tick prunes older ones). The stored answer is
+the claim's plain answer (no QR image: the renderer draws one when asked).
 """
 from __future__ import annotations
 
@@ -23,9 +23,8 @@ from django.utils import timezone
 
 from convos.errors import Conflict
 from pool_app.models import ClaimRequest
-from pool_app.qr import qr_data_url
 
-DB = "pool"
+from pool_app.db import DB
 _POLL_S = 0.05
 
 
@@ -36,8 +35,10 @@ def body_fingerprint(body: dict[str, Any]) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
-def claim_once(*, owner_key: str, idempotency_key: str, body: dict[str, Any], claim: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    """Run `claim` at most once per (owner, key); returns (answer, replayed)."""
+def claim_once(*, owner_key: str, idempotency_key: str, body: dict[str, Any], claim: Callable[[], Any]) -> tuple[Any, bool]:
+    """Run `claim` at most once per (owner, key). Returns (what `claim` returned, False), or (the
+    stored answer dict, True) for a repeat. `claim` returns a result with `instance_id` and
+    `as_dict()` (the claim's ClaimResult)."""
     fingerprint = body_fingerprint(body)
     deadline = time.monotonic() + settings.CLAIM_TIMEOUT_MS / 1000
     while True:
@@ -51,7 +52,7 @@ def claim_once(*, owner_key: str, idempotency_key: str, body: dict[str, Any], cl
             if existing.body_hash != fingerprint:
                 raise Conflict("Idempotency-Key was already used with a different request body", code="idempotency_key_reused") from None
             if existing.state == ClaimRequest.State.SUCCEEDED:
-                return _replay(existing.response), True
+                return existing.response, True
             if existing.created_at < timezone.now() - timedelta(milliseconds=settings.CLAIM_TIMEOUT_MS):
                 # Its process died mid-claim (the tick recovers that instance): take the key over,
                 # conditionally, so of two retries only one claims.
@@ -70,19 +71,12 @@ def claim_once(*, owner_key: str, idempotency_key: str, body: dict[str, Any], cl
     # outlived CLAIM_TIMEOUT_MS and was taken over must not delete or overwrite its successor's row.
     mine = ClaimRequest.objects.using(DB).filter(pk=request.pk, created_at=request.created_at)
     try:
-        answer = claim()
+        result = claim()
     except BaseException:
         mine.delete()
         raise
-    mine.update(
-        state=ClaimRequest.State.SUCCEEDED, instance_id=answer.get("instanceId", ""), response={**answer, "qrDataUrl": None}
-    )
-    return answer, False
-
-
-def _replay(stored: dict[str, Any]) -> dict[str, Any]:
-    invite_url = stored.get("inviteUrl")
-    return {**stored, "qrDataUrl": qr_data_url(invite_url) if invite_url else None}
+    mine.update(state=ClaimRequest.State.SUCCEEDED, instance_id=result.instance_id, response=result.as_dict())
+    return result, False
 
 
 def claim_requests_prune() -> int:

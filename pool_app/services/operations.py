@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
 from convos.concurrency import map_concurrently
@@ -17,11 +16,12 @@ from convos.errors import Conflict, NotFound, UpstreamFailed
 from pool_app.config import pool_config
 from pool_app.models import Instance, InstanceStatus
 from pool_app.services.fleet import instance_destroy, instances_create
+from pool_app.services.tick import Outage, observe  # the tick's own observation, for one instance
 from pool_app.transitions import record_event, transition
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 
 
 # Replenish and drain run inside a web request when they come from the API or admin: a bounded
@@ -40,10 +40,6 @@ class OperationResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"action": self.action, "dryRun": self.dry_run, "instanceIds": self.instance_ids, "failed": self.failed, "note": self.note}
-
-
-def _is_protected(instance: Instance) -> bool:
-    return instance.protected or instance.pk in settings.PROTECTED_INSTANCES
 
 
 def _get(instance_id: str) -> Instance:
@@ -66,10 +62,8 @@ def pool_replenish(*, count: int, actor: str) -> OperationResult:
 
 def pool_drain(*, count: int, actor: str, dry_run: bool = False) -> OperationResult:
     """Destroy up to `count` idle instances, oldest first (never protected ones)."""
-    candidates = [
-        i for i in Instance.objects.using(DB).filter(status=InstanceStatus.IDLE, protected=False).order_by("created_at")
-        if not _is_protected(i)
-    ][: max(count, 0)]
+    # What drain takes is what a claim could take: instances still owed a reset are the cleanse's.
+    candidates = list(Instance.objects.using(DB).claimable().order_by("created_at")[: max(count, 0)])
     result = OperationResult("drain", dry_run=dry_run)
     if dry_run:
         result.instance_ids = [i.pk for i in candidates]
@@ -87,7 +81,7 @@ def pool_drain(*, count: int, actor: str, dry_run: bool = False) -> OperationRes
 def instance_destroy_one(*, instance_id: str, actor: str, dry_run: bool = False) -> OperationResult:
     """Destroy one instance, claimed or not (an operator's decision); protected ones are refused."""
     instance = _get(instance_id)
-    if _is_protected(instance):
+    if instance.is_protected:
         raise Conflict(f"Instance {instance_id} is protected", code="protected")
     if instance.status in (InstanceStatus.CLAIMING, InstanceStatus.RESETTING):
         doing = "claimed" if instance.status == InstanceStatus.CLAIMING else "reset"
@@ -161,7 +155,6 @@ def instance_chat(*, instance_id: str, text: str, actor: str, sender_name: str =
 
 def instance_recheck(*, instance_id: str, actor: str) -> Instance:
     """Ask services about one instance now and apply the answer, as the tick would."""
-    from pool_app.services.tick import Outage, observe  # the tick's own observation, for one instance
 
     instance = _get(instance_id)
     try:

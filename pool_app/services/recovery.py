@@ -20,7 +20,7 @@ from pool_app.transitions import transition
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 
 
 def reset_is_clean(instance_id: str) -> bool:

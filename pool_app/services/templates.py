@@ -11,11 +11,12 @@ from convos.errors import NotFound
 from pool_app import selectors
 from pool_app.models import Instance
 from pool_app.services.claim import ClaimResult, claim_spec, instance_claim
+from templates_app.selectors import template_get
 from pool_app.transitions import record_event
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 
 
 def instance_clone(*, instance_id: str, viewer: Any, actor: str, user_config: dict[str, Any] | None = None,
@@ -39,7 +40,6 @@ def instance_clone(*, instance_id: str, viewer: Any, actor: str, user_config: di
 def template_sync(*, template_id: str, actor: str) -> dict[str, Any]:
     """Push the template's name and instructions to every live instance claimed from it, through
     services' configure. Each instance succeeds or is reported with its error; none is skipped."""
-    from templates_app.selectors import template_get
 
     template = template_get(template_id=template_id, viewer=OPERATOR)
     synced: list[str] = []

@@ -32,9 +32,10 @@ from pool_app.single_flight import single_flight
 from pool_app.status_derivation import derive_status, reconcile_claim
 from pool_app.transitions import transition
 from services_app import facade as services
+from services_app.facade import deploy_states as STATES
 
 logger = logging.getLogger(__name__)
-DB = "pool"
+from pool_app.db import DB
 
 # The tick never moves these through observation: a claim, a reset or a destroy in progress owns
 # its instance (overdue owners have their own steps); deleted is final.
@@ -78,13 +79,10 @@ class TickReport:
 
 # --- observe ---------------------------------------------------------------------------------------
 def _derive(instance: Instance, seen: dict[str, Any], *, now, config: PoolConfig) -> str:
-    # Services has no record of it: for the pool that is a removed deployment.
-    deploy_status = "REMOVED" if seen["status"] == "not_found" else seen.get("deployStatus")
     healthy = bool(seen.get("healthy"))
     unhealthy_for = (now - instance.unhealthy_since) if (not healthy and instance.unhealthy_since) else timedelta(0)
     target = derive_status(
-        deploy_status=deploy_status,
-        healthy=healthy,
+        state=seen["status"],
         unhealthy_for=unhealthy_for,
         # Claimed-ness is a fact of the instance, not of its current status: a claimed instance
         # that slept or crashed is still someone's agent when it comes back.
@@ -101,7 +99,7 @@ def _derive(instance: Instance, seen: dict[str, Any], *, now, config: PoolConfig
 
 
 def _outage_reason(observations: list[Observation], config: PoolConfig) -> str:
-    was_healthy = [o for o in observations if o.instance.deploy_status == "healthy"]
+    was_healthy = [o for o in observations if o.instance.deploy_status == STATES.HEALTHY]
     lost = [o for o in was_healthy if not o.seen.get("healthy")]
     if len(lost) >= config.outage_min_instances and len(lost) > config.outage_threshold * len(was_healthy):
         return (f"{len(lost)} of {len(was_healthy)} healthy instances turned unreachable in one tick "
@@ -124,7 +122,7 @@ def observe(instances: list[Instance], config: PoolConfig, *, actor: str = Actor
     except Exception as exc:  # whatever broke, the fleet's state is unknown this tick
         raise Outage(f"status batch failed: {exc.__class__.__name__}: {exc}") from exc
     now = timezone.now()
-    missing = {"status": "not_found", "deployStatus": None, "healthy": False, "url": ""}
+    missing = {"status": STATES.NOT_FOUND, "deployStatus": None, "healthy": False, "url": ""}
     observations = []
     for instance in watched:
         seen = observed.get(instance.pk) or missing
@@ -182,7 +180,7 @@ def cleanse(config: PoolConfig) -> dict[str, Any]:
     only if they then report themselves clean. After POOL_MAX_RESET_FAILURES they are replaced."""
     dirty = list(
         Instance.objects.using(DB)
-        .filter(needs_reset=True, claimed_at=None, deploy_status="healthy",
+        .filter(needs_reset=True, claimed_at=None, deploy_status=STATES.HEALTHY,
                 status__in=[InstanceStatus.CRASHED, InstanceStatus.STARTING, InstanceStatus.IDLE])
         .values_list("pk", "status")
     )
@@ -245,7 +243,7 @@ def reconcile_claims(config: PoolConfig) -> dict[str, Any]:
     the instance `tainted` (and a match makes it `claimed` again)."""
     claims = list(
         Instance.objects.using(DB)
-        .filter(status__in=[InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE, InstanceStatus.TAINTED], deploy_status="healthy")
+        .filter(status__in=[InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE, InstanceStatus.TAINTED], deploy_status=STATES.HEALTHY)
         .only("pk", "status", "conversation_id")
     )
 

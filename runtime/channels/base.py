@@ -44,6 +44,9 @@ class Channel(Protocol):
     def start(self, conversation_id: str, on_message: Callable[[Incoming], None]) -> None:
         """Begin receiving the conversation's messages (each passed to `on_message`)."""
 
+    def listening(self) -> bool:
+        """Whether messages of the bound conversation reach the agent right now."""
+
     def send(self, conversation_id: str, text: str, *, reply_to: str | None = None) -> None:
         """Send a message as the agent."""
 

@@ -33,7 +33,7 @@ from typing import Any
 from runtime.agent import Incoming
 from runtime.channels.base import Bound, ChannelError
 from runtime.channels.convos_cli import ConvosCLI
-from runtime.channels.convos_serve import ServeSupervisor
+from runtime.channels.convos_serve import RestartPolicy, ServeSupervisor
 from runtime.files import atomic_write_json, read_json
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,12 @@ class ConvosChannel:
     name = "convos"
 
     def __init__(self, *, data_dir: Path, convos_bin: str = "convos", xmtp_env: str = "dev", join_wait_seconds: float = 20.0,
-                 base_env: Mapping[str, str] | None = None, serve_options: dict[str, Any] | None = None, **_) -> None:
+                 base_env: Mapping[str, str] | None = None, restart_policy: RestartPolicy = RestartPolicy(), **_) -> None:
         self.home = data_dir / "convos" / "cli"
         self._cursor_path = data_dir / "convos" / "cursor.json"
         self.cli = ConvosCLI(binary=convos_bin, home=self.home, xmtp_env=xmtp_env, base_env=base_env)
         self._join_wait = max(0, int(join_wait_seconds))
-        self._serve_options = serve_options or {}
+        self._restart_policy = restart_policy
         self._inbox_id: str | None = None
         self._serve: ServeSupervisor | None = None
         self._on_message: Callable[[Incoming], None] | None = None
@@ -128,8 +128,12 @@ class ConvosChannel:
         self._inbox = queue.Queue()
         self._worker = threading.Thread(target=self._work, args=(self._inbox,), name="convos-agent-turns", daemon=True)
         self._worker.start()
-        self._serve = ServeSupervisor(self.cli, conversation_id, self._on_event, **self._serve_options)
+        self._serve = ServeSupervisor(self.cli, conversation_id, self._on_event, self._restart_policy)
         self._serve.start()
+
+    def listening(self) -> bool:
+        serve = self._serve
+        return serve is not None and serve.ready
 
     def send(self, conversation_id: str, text: str, *, reply_to: str | None = None) -> None:
         serve = self._serve

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.channels.base import ChannelError
@@ -31,18 +32,21 @@ _STOP_GRACE_S = 5.0
 _STREAM_ENDED = ("Message stream ended", "DM stream ended")
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    restart_delay: float = RESTART_DELAY_S  # seconds, times the attempt number
+    max_attempts: int = MAX_ATTEMPTS
+    healthy_after: float = HEALTHY_AFTER_S  # a run this long starts the count again
+    heartbeat: int = HEARTBEAT_S  # the CLI's --heartbeat
+
+
 class ServeSupervisor:
-    def __init__(self, cli: ConvosCLI, conversation_id: str, on_event: Callable[[dict[str, Any]], None], *,
-                 restart_delay: float = RESTART_DELAY_S, max_attempts: int = MAX_ATTEMPTS,
-                 healthy_after: float = HEALTHY_AFTER_S, heartbeat: int = HEARTBEAT_S,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cli: ConvosCLI, conversation_id: str, on_event: Callable[[dict[str, Any]], None],
+                 policy: RestartPolicy = RestartPolicy(), monotonic: Callable[[], float] = time.monotonic) -> None:
         self.cli = cli
         self.conversation_id = conversation_id
         self._on_event = on_event
-        self._restart_delay = restart_delay
-        self._max_attempts = max_attempts
-        self._healthy_after = healthy_after
-        self._heartbeat = heartbeat
+        self.policy = policy
         self._monotonic = monotonic
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -103,22 +107,22 @@ class ServeSupervisor:
             returncode = self._serve_once()
             if self._stopping.is_set():
                 break
-            if self._monotonic() - started >= self._healthy_after:
+            if self._monotonic() - started >= self.policy.healthy_after:
                 attempt = 0
             attempt += 1
-            if attempt > self._max_attempts:
+            if attempt > self.policy.max_attempts:
                 self.failed = True
                 logger.error("`convos agent serve` keeps exiting (last exit %s); gave up after %d restarts",
-                             returncode, self._max_attempts)
+                             returncode, self.policy.max_attempts)
                 return
-            delay = self._restart_delay * attempt
+            delay = self.policy.restart_delay * attempt
             logger.warning("`convos agent serve` exited with %s; restarting in %.0fs (attempt %d of %d)",
-                           returncode, delay, attempt, self._max_attempts)
+                           returncode, delay, attempt, self.policy.max_attempts)
             self._stopping.wait(delay)
 
     def _serve_once(self) -> int | None:
         try:
-            proc = self.cli.spawn_serve(self.conversation_id, heartbeat=self._heartbeat)
+            proc = self.cli.spawn_serve(self.conversation_id, heartbeat=self.policy.heartbeat)
         except OSError as exc:
             logger.error("cannot start `convos agent serve`: %s", exc)
             return None

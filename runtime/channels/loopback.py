@@ -62,6 +62,9 @@ class LoopbackChannel:
     def start(self, conversation_id: str, on_message: Callable[[Incoming], None]) -> None:
         self._conversation, self._on_message = conversation_id, on_message
 
+    def listening(self) -> bool:
+        return self._on_message is not None
+
     def send(self, conversation_id: str, text: str, *, reply_to: str | None = None) -> None:
         captured = getattr(self._captured, "replies", None)
         if captured is not None:

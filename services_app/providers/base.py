@@ -1,7 +1,8 @@
 """The seam between the services layer and an infra provider (local processes, Railway).
 
 Provider modules import no models and raise only ProviderError; the services layer decides what
-to persist. Deploy statuses use Railway's DeploymentStatus vocabulary whatever the provider.
+to persist. Deploy statuses use Railway's DeploymentStatus vocabulary whatever the provider
+(services_app/deploy_states.py maps them to the coarse states the pool reads).
 """
 from __future__ import annotations
 
@@ -59,9 +60,3 @@ class InfraProvider(Protocol):
         whose answer was lost, a worker killed before it recorded one), found by the name the pool
         gave it. True if something was found and removed."""
 
-
-# Railway DeploymentStatus values grouped the way the pool's status derivation reads them.
-SLEEPING = frozenset({"SLEEPING"})
-FAILED = frozenset({"FAILED", "CRASHED", "REMOVED", "REMOVING", "SKIPPED"})
-DEPLOYING = frozenset({"QUEUED", "WAITING", "BUILDING", "DEPLOYING", "INITIALIZING", "NEEDS_APPROVAL"})
-SUCCESS = "SUCCESS"

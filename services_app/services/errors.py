@@ -11,7 +11,7 @@ from convos.redaction import redact
 from services_app.models import ProviderStatus
 
 logger = logging.getLogger(__name__)
-DB = "services"
+from services_app.db import DB
 
 
 class ServicesError(DomainError):

@@ -19,12 +19,13 @@ from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.plugins import all_plugins
 from services_app.plugins.base import ProvisionedResource
 from services_app.providers import get_provider
-from services_app.providers.base import DEPLOYING, FAILED, SLEEPING, SUCCESS, InfraRef, ProviderError
+from services_app.deploy_states import NOT_FOUND, RUNNING, coarse_state
+from services_app.providers.base import InfraRef, ProviderError
 from services_app.services.errors import ServicesError, provider_failed, provider_ok
 from services_app.services.teardown import destroy_resource, destroy_resources, undo_resources
 
 logger = logging.getLogger(__name__)
-DB = "services"
+from services_app.db import DB
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -212,18 +213,6 @@ def instance_redeploy(*, instance_id: str) -> dict[str, bool]:
     return {"ok": True}
 
 
-def _coarse_status(deploy_status: str | None, healthy: bool) -> str:
-    if deploy_status in SLEEPING:
-        return "sleeping"
-    if deploy_status in FAILED:
-        return "deploy_failed"
-    if deploy_status in DEPLOYING:
-        return "deploying"
-    if deploy_status == SUCCESS and healthy:
-        return "healthy"
-    return "unreachable"
-
-
 def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Deploy status and health of every given instance, in O(1) provider calls per provider.
 
@@ -246,7 +235,7 @@ def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
                                 code="status_failed") from exc
 
     # Only a running deployment can be healthy; sleeping or failed ones are not pinged.
-    to_check = [i for i in infras if deploy.get(i.instance_id) and deploy[i.instance_id].deploy_status == SUCCESS]
+    to_check = [i for i in infras if deploy.get(i.instance_id) and deploy[i.instance_id].deploy_status == RUNNING]
     # A deadline for the whole batch: a fleet of hanging instances would otherwise hold the tick
     # for (instances / concurrency) x timeout. Unchecked instances count as not healthy this time
     # (the tick's outage guard stops that from destroying anything en masse).
@@ -263,11 +252,11 @@ def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
     for instance_id in instance_ids:
         state = deploy.get(instance_id)
         if state is None:
-            statuses[instance_id] = {"status": "not_found", "deployStatus": None, "healthy": False, "url": ""}
+            statuses[instance_id] = {"status": NOT_FOUND, "deployStatus": None, "healthy": False, "url": ""}
             continue
         ok = healthy.get(instance_id, False)
         statuses[instance_id] = {
-            "status": _coarse_status(state.deploy_status, ok),
+            "status": coarse_state(state.deploy_status, ok),
             "deployStatus": state.deploy_status,
             "healthy": ok,
             "url": state.url,

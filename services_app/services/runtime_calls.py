@@ -16,7 +16,7 @@ from services_app.services.infra import gateway_token, live_infra
 from services_app.services.teardown import destroy_claim_resources
 
 logger = logging.getLogger(__name__)
-DB = "services"
+from services_app.db import DB
 
 
 def _runtime_error(instance_id: str, exc: runtime_client.RuntimeCallError) -> ServicesError:

@@ -12,7 +12,7 @@ from services_app.providers.base import ProviderError
 from services_app.services.errors import provider_failed, provider_ok
 
 logger = logging.getLogger(__name__)
-DB = "services"
+from services_app.db import DB
 _NOTHING_TO_CALL = (ResourceStatus.USER_PROVIDED, ResourceStatus.DESTROYED)
 
 

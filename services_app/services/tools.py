@@ -20,7 +20,7 @@ from services_app.services.teardown import destroy_resource, undo_resources
 from services_app.signals import self_provision_requested
 
 logger = logging.getLogger(__name__)
-DB = "services"
+from services_app.db import DB
 ENV_NAMES = "env_names"  # config key: the names of the variables the instance was given
 
 

@@ -1025,6 +1025,13 @@ class Server:
         self.echo_own = (self.home.fake / "echo_own").exists()
         self.inbox_path = self.home.fake / "inbox.ndjson"
         self.inbox_offset = 0
+        # Where history ends: the complete lines present before `ready` is printed. Taken here, not
+        # after `ready`, so a line a test appends once it saw the agent listening is always live.
+        try:
+            data = self.inbox_path.read_bytes()
+            self.history_end = data.rfind(b"\n") + 1
+        except OSError:
+            self.history_end = 0
         self.stdin_buf = b""
 
     # -- output --------------------------------------------------------------
@@ -1091,11 +1098,11 @@ class Server:
             conv["members"].append(inbox_id)
             self.home.save_store(store)
 
-    def read_inbox(self, catchup: bool) -> None:
+    def read_inbox(self, catchup: bool, until: int | None = None) -> None:
         try:
             with open(self.inbox_path, "rb") as fh:
                 fh.seek(self.inbox_offset)
-                chunk = fh.read()
+                chunk = fh.read() if until is None else fh.read(max(0, until - self.inbox_offset))
         except OSError:
             return
         end = chunk.rfind(b"\n")
@@ -1323,13 +1330,9 @@ class Server:
             for raw, obj in read_ndjson(self.home.fake / "catchup.ndjson"):
                 self.deliver(raw, obj, catchup=True)
             if (self.home.fake / "no_replay").exists():
-                try:
-                    data = self.inbox_path.read_bytes()
-                    self.inbox_offset = data.rfind(b"\n") + 1
-                except OSError:
-                    self.inbox_offset = 0
+                self.inbox_offset = self.history_end
             else:
-                self.read_inbox(catchup=True)
+                self.read_inbox(catchup=True, until=self.history_end)
             read_stdin = not os.isatty(0)
             stdin_fd = sys.stdin.fileno() if read_stdin else None
             next_beat = time.monotonic() + self.heartbeat if self.heartbeat > 0 else None

@@ -88,16 +88,21 @@ def _slug_conversation(invite_url: str) -> str:
     return json.loads(base64.urlsafe_b64decode(slug + "=" * (-len(slug) % 4)))["c"]
 
 
+def _listening(runtime: Runtime) -> bool:
+    """The agent hears the conversation now (its `agent serve` printed `ready`)."""
+    return _wait_for(lambda: runtime.get("/pool/health", auth=False).json()["listening"], 10)
+
+
 def _claim(runtime: Runtime, **body: Any) -> dict[str, Any]:
     response = runtime.provision(**body)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def test_a_claim_creates_the_conversation_through_the_cli_and_hands_out_its_invite(start_convos) -> None:
+def test_it_a_claim_creates_the_conversation_through_the_cli_and_hands_out_its_invite(start_convos) -> None:
     runtime = start_convos()
     health = runtime.get("/pool/health", auth=False).json()
-    assert health["channel"] == "convos" and health["channelReady"] is True
+    assert health["channel"] == "convos" and health["channelReady"] is True and health["listening"] is False
     fake = Fake(runtime)
     # Readiness really loaded the CLI (an unknown flag on `agent serve`), not just `--version`.
     assert fake.commands("agent", "serve", "--runtime-probe")
@@ -109,11 +114,11 @@ def test_a_claim_creates_the_conversation_through_the_cli_and_hands_out_its_invi
     assert _slug_conversation(answer["inviteUrl"]) == answer["conversationId"]
     # The inbox is the CLI's (its identity on the volume), not one the runtime made up.
     assert runtime.status()["inboxId"] == fake.identity()["inboxId"]
-    assert _wait_for(lambda: any(argv[2] == answer["conversationId"] for argv in fake.serves()), 5)
+    assert _listening(runtime)
     assert fake.serves()[0] == ["agent", "serve", answer["conversationId"], "--env", "dev", "--json", "--heartbeat", "30"]
 
 
-def test_the_runtime_keeps_its_own_files_out_of_the_cli_home(start_convos) -> None:
+def test_it_the_runtime_keeps_its_own_files_out_of_the_cli_home(start_convos) -> None:
     runtime = start_convos()
     _claim(runtime)
     # The CLI's identity.json is the CLI's (a file of the runtime's there would crash the real
@@ -123,12 +128,12 @@ def test_the_runtime_keeps_its_own_files_out_of_the_cli_home(start_convos) -> No
     assert (runtime.data_dir / "convos" / "binding.json").exists()
 
 
-def test_a_message_gets_one_model_request_and_one_send(start_convos, model: StandIn) -> None:
+def test_it_a_message_gets_one_model_request_and_one_send(start_convos, model: StandIn) -> None:
     runtime = start_convos()
     fake = Fake(runtime).prepare()
     fake.control("echo_own")  # even if the CLI echoed the agent's own message, it is not answered
     _claim(runtime, agentName="Ada", instructions="Answer like a pirate.")
-    assert _wait_for(lambda: fake.serves(), 5)
+    assert _listening(runtime)
     message_id = fake.say("hello")
 
     assert _wait_for(lambda: fake.sends(), 10), runtime.log()
@@ -142,13 +147,13 @@ def test_a_message_gets_one_model_request_and_one_send(start_convos, model: Stan
     assert not _wait_for(lambda: len(model.requests) > 1 or len(fake.sends()) > 1, 1.5)
 
 
-def test_catchup_and_non_text_messages_get_no_answer(start_convos, model: StandIn) -> None:
+def test_it_catchup_and_non_text_messages_get_no_answer(start_convos, model: StandIn) -> None:
     runtime = start_convos()
     fake = Fake(runtime).prepare()
     (fake.dir / "catchup.ndjson").write_text(
         json.dumps({"id": "old-1", "senderInboxId": PERSON, "content": "an old question"}) + "\n", encoding="utf-8")
     _claim(runtime)
-    assert _wait_for(lambda: fake.serves(), 5)
+    assert _listening(runtime)
     fake.say("reacted 👍 to old-1", contentType={"authorityId": "xmtp.org", "typeId": "reaction", "versionMajor": 1, "versionMinor": 0})
     fake.say("now a real one")
 
@@ -161,7 +166,7 @@ def test_catchup_and_non_text_messages_get_no_answer(start_convos, model: StandI
         "an old question" in str(m.get("content")) for m in model.requests[0]["messages"])
 
 
-def test_a_join_is_pending_until_the_cli_says_joined(start_convos) -> None:
+def test_it_a_join_is_pending_until_the_cli_says_joined(start_convos) -> None:
     runtime = start_convos(RUNTIME_JOIN_WAIT_SECONDS="0")
     fake = Fake(runtime)
     fake.control("join_mode", "pending")
@@ -183,24 +188,26 @@ def test_a_join_is_pending_until_the_cli_says_joined(start_convos) -> None:
     assert _wait_for(lambda: any(argv[2] == status["conversationId"] for argv in fake.serves()), 5)
 
 
-def test_a_refused_invite_is_a_502_naming_the_cli_error(start_convos) -> None:
+def test_it_a_refused_invite_is_a_502_naming_the_cli_error(start_convos) -> None:
     runtime = start_convos()
     Fake(runtime).control("join_mode", "expired")
     response = runtime.provision(joinUrl="https://dev.convos.org/v2?i=" + "x" * 30)
     assert response.status_code == 502 and "Invite has expired" in response.text
 
 
-def test_a_dead_serve_is_restarted_and_what_was_said_meanwhile_is_answered(start_convos, model: StandIn) -> None:
+def test_it_a_dead_serve_is_restarted_and_what_was_said_meanwhile_is_answered(start_convos, model: StandIn) -> None:
     runtime = start_convos()
     fake = Fake(runtime).prepare()
     fake.control("no_replay")  # the real CLI: a new serve does not replay history
     _claim(runtime)
-    assert _wait_for(lambda: fake.serves(), 5)
+    assert _listening(runtime)
     fake.say("first")
     assert _wait_for(lambda: len(fake.sends()) == 1, 10)
 
     fake.control("die")
     assert _wait_for(lambda: not (fake.dir / "die").exists(), 5)
+    # Honest while it restarts: nobody is listening (the restart waits 2 s).
+    assert _wait_for(lambda: runtime.get("/pool/health", auth=False).json()["listening"] is False, 2)
     fake.say("while you were away")  # no serve is listening (restart back-off)
     assert _wait_for(lambda: len(fake.serves()) == 2, 10), runtime.log()
     assert "restarting in 2s (attempt 1 of 5)" in runtime.log()
@@ -213,7 +220,7 @@ def test_a_dead_serve_is_restarted_and_what_was_said_meanwhile_is_answered(start
     assert len(model.requests) == 3
 
 
-def test_a_restart_of_the_runtime_keeps_identity_and_conversation(start_runtime: RuntimeFactory, start_convos) -> None:
+def test_it_a_restart_of_the_runtime_keeps_identity_and_conversation(start_runtime: RuntimeFactory, start_convos) -> None:
     runtime = start_convos()
     answer = _claim(runtime)
     inbox = Fake(runtime).identity()["inboxId"]
@@ -226,7 +233,7 @@ def test_a_restart_of_the_runtime_keeps_identity_and_conversation(start_runtime:
     assert _wait_for(lambda: len(fake.serves()) == 2, 5)  # the bound conversation is served again
 
 
-def test_reset_wipes_the_identity_and_the_next_claim_gets_a_new_one(start_convos) -> None:
+def test_it_reset_wipes_the_identity_and_the_next_claim_gets_a_new_one(start_convos) -> None:
     runtime = start_convos()
     fake = Fake(runtime)
     _claim(runtime)
@@ -242,13 +249,13 @@ def test_reset_wipes_the_identity_and_the_next_claim_gets_a_new_one(start_convos
     assert fake.commands("conversations", "create") and answer["conversationId"]
 
 
-def test_staging_talks_to_the_clis_dev_network(start_convos) -> None:
+def test_it_staging_talks_to_the_clis_dev_network(start_convos) -> None:
     runtime = start_convos(XMTP_ENV="staging")
     _claim(runtime)
     assert Fake(runtime).commands("conversations", "create")[0][-3:] == ["--env", "dev", "--json"]
 
 
-def test_health_is_503_and_says_why_without_the_cli(start_runtime: RuntimeFactory) -> None:
+def test_it_health_is_503_and_says_why_without_the_cli(start_runtime: RuntimeFactory) -> None:
     runtime = start_runtime(wait=False, RUNTIME_CHANNEL="convos", CONVOS_BIN="/nonexistent/convos")
     response = runtime.wait_until_listening()
     assert response.status_code == 503

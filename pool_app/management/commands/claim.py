@@ -5,6 +5,7 @@ from django.core.management import BaseCommand, CommandError
 from convos.errors import DomainError
 from pool_app.models import Actor
 from pool_app.services import instance_claim
+from pool_app.services.claim import claim_spec
 
 
 class Command(BaseCommand):
@@ -17,7 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, instructions: str, join_url: str | None, **options) -> None:
         try:
-            result = instance_claim(agent_name=name, instructions=instructions, join_url=join_url, actor=Actor.CLI)
+            result = instance_claim(spec=claim_spec(agent_name=name, instructions=instructions, join_url=join_url), actor=Actor.CLI)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(json.dumps(result.as_dict(), indent=2))

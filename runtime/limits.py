@@ -1,0 +1,11 @@
+"""Field limits of the agent's protocol, owned here because the runtime is what finally accepts
+(or refuses) them; the pool API, services, templates and the runtime's own validation all read
+these. Standard library only: the image ships runtime/ alone."""
+
+AGENT_NAME_MAX = 200
+INSTRUCTIONS_MAX = 100_000
+MODEL_NAME_MAX = 200
+JOIN_URL_MAX = 500
+CHAT_TEXT_MAX = 10_000  # one message to the agent (POST /agent/messages, services' chat relay)
+SENDER_NAME_MAX = 100
+CREDENTIAL_VALUE_MAX = 8192
