@@ -37,6 +37,15 @@ def wait_until(predicate: Callable[[], object], *, timeout: float = 20.0, interv
 
 
 @pytest.fixture
+def pool_work_inline(settings) -> None:
+    """Pool work that fans out (creations in top-up and replenish, cleanses, destroys, redeploys)
+    runs in the test's own thread: a worker thread has its own database connection, which cannot see
+    the rows of a test that runs in a transaction. With it, such tests need no `transaction=True`
+    (which flushes four databases after each test). Tests of real concurrency keep that instead."""
+    settings.POOL_CREATE_CONCURRENCY = 1
+
+
+@pytest.fixture
 def local_instances(tmp_path: Path, settings) -> Iterator[Path]:
     """Local infra provider writing under a scratch directory; kills every runtime it started."""
     directory = tmp_path / "instances"

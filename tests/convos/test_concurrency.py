@@ -10,7 +10,7 @@ def test_it_keeps_input_order():
     assert map_concurrently(lambda x: x * 2, [3, 1, 2], max_workers=3) == [6, 2, 4]
 
 
-def test_a_deadline_counts_slow_calls_as_missing_without_waiting_for_them():
+def test_it_a_deadline_counts_slow_calls_as_missing_without_waiting_for_them():
     def call(seconds: float) -> str:
         time.sleep(seconds)
         return "done"
@@ -21,7 +21,7 @@ def test_a_deadline_counts_slow_calls_as_missing_without_waiting_for_them():
     assert time.monotonic() - started < 1.5  # did not wait for the 2 s call
 
 
-def test_a_failing_call_counts_as_missing():
+def test_it_a_failing_call_counts_as_missing():
     def call(x: int) -> int:
         if x == 2:
             raise RuntimeError("boom")

@@ -38,7 +38,7 @@ def _assert_redacted(output: str, *leaked: str) -> None:
     assert "[redacted]" in output
 
 
-def test_the_celery_worker_redacts_its_task_logs_and_tracebacks(monkeypatch):
+def test_it_the_celery_worker_redacts_its_task_logs_and_tracebacks(monkeypatch):
     openrouter_key, pool_key = _secrets()
     queue = f"probe-{secrets.token_hex(4)}"
     worker = subprocess.Popen(
@@ -62,7 +62,7 @@ def test_the_celery_worker_redacts_its_task_logs_and_tracebacks(monkeypatch):
     _assert_redacted(output, openrouter_key, pool_key)
 
 
-def test_beat_s_logging_setup_redacts():
+def test_it_beat_s_logging_setup_redacts():
     openrouter_key, pool_key = _secrets()
     # What `celery beat` does before it runs: app.log.setup() (Beat.setup_logging), then logs.
     script = (
@@ -82,7 +82,7 @@ def test_beat_s_logging_setup_redacts():
     _assert_redacted(done.stdout + done.stderr, openrouter_key, pool_key)
 
 
-def test_management_commands_redact():
+def test_it_management_commands_redact():
     openrouter_key, pool_key = _secrets()
     script = (
         "import logging\n"
@@ -99,7 +99,7 @@ def test_management_commands_redact():
     _assert_redacted(done.stdout + done.stderr, openrouter_key, pool_key)
 
 
-def test_gunicorn_s_access_log_redacts_a_secret_in_the_query_string():
+def test_it_gunicorn_s_access_log_redacts_a_secret_in_the_query_string():
     openrouter_key, pool_key = _secrets()
     port = _free_port()
     web = subprocess.Popen(

@@ -29,20 +29,20 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_check_deploy_is_clean_with_production_settings(tmp_path):
+def test_it_check_deploy_is_clean_with_production_settings(tmp_path):
     done = _manage(_production(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
 
 
-def test_production_refuses_short_secrets(tmp_path):
+def test_it_production_refuses_short_secrets(tmp_path):
     done = _manage(_production(tmp_path, POOL_API_KEY="k"), "check")
     assert done.returncode != 0 and "POOL_API_KEY must be at least 32 characters" in done.stderr
     done = _manage(_production(tmp_path, SECRET_KEY="x" * 40), "check")
     assert done.returncode != 0 and "SECRET_KEY must be at least 50 characters" in done.stderr
 
 
-def test_a_hosting_platform_without_convos_env_is_refused(tmp_path):
+def test_it_a_hosting_platform_without_convos_env_is_refused(tmp_path):
     env = {k: v for k, v in _production(tmp_path, RAILWAY_ENVIRONMENT="production").items() if k != "CONVOS_ENV"}
     done = _manage(env, "check")
     assert done.returncode != 0 and "CONVOS_ENV is not set on a hosting platform" in done.stderr
@@ -56,7 +56,7 @@ print(c.get('/admin/').status_code, c.get('/healthz').status_code, c.get('/admin
 """
 
 
-def test_plain_http_is_redirected_and_the_proxy_header_trusted_only_when_configured(tmp_path):
+def test_it_plain_http_is_redirected_and_the_proxy_header_trusted_only_when_configured(tmp_path):
     untrusted = _manage(_production(tmp_path), "shell", "-c", PROBE)
     admin, healthz, forwarded = untrusted.stdout.split()[-3:]
     assert admin == "301" and healthz != "301"  # the platform's health check probes over plain HTTP
@@ -65,7 +65,7 @@ def test_plain_http_is_redirected_and_the_proxy_header_trusted_only_when_configu
     assert trusted.stdout.split()[-1] != "301", trusted.stdout + trusted.stderr
 
 
-def test_var_dir_and_the_sqlite_files_are_private(tmp_path):
+def test_it_var_dir_and_the_sqlite_files_are_private(tmp_path):
     env = {k: v for k, v in _production(tmp_path).items() if k not in ("CONVOS_ENV",)}
     var = tmp_path / "var"
     done = _manage({**env, "CONVOS_ENV": "development"}, "migrate", "--database", "pool", "--noinput")

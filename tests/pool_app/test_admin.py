@@ -199,7 +199,8 @@ def test_it_rejects_an_invalid_pool_operation_form(operator: Client):
 
 
 @pytest.mark.e2e
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
 def test_it_asks_for_confirmation_before_destroying(operator: Client, local_instances: Path):
     [instance_id] = pool_replenish(count=1, actor="cli").instance_ids
     assert len(list_runtime_processes(local_instances)) == 1

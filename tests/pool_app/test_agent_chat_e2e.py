@@ -23,7 +23,7 @@ from templates_app.models import AgentTemplate
 from tests.conftest import ALL_DATABASES, wait_until
 from tests.llm_standin import StandIn
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(databases=ALL_DATABASES)]
 AGENTMAIL = "https://agentmail.test/v0"
 LLM_KEY = f"test-llm-{secrets.token_hex(8)}"  # what the stand-in model is called with
 
@@ -49,7 +49,8 @@ def _teardown() -> None:
         instance_destroy(instance_id=instance.pk, actor="cli", reason="test teardown")
 
 
-def test_a_claimed_local_agent_answers_from_the_model_with_the_claims_instructions(local_instances: Path, settings, standin):
+@pytest.mark.usefixtures("pool_work_inline")
+def test_it_a_claimed_local_agent_answers_from_the_model_with_the_claims_instructions(local_instances: Path, settings, standin):
     settings.LOCAL_RUNTIME_ENV = {"OPENROUTER_API_URL": standin.url, "OPENROUTER_API_KEY": LLM_KEY}
     settings.POOL_MIN_IDLE = 1
     _idle(1)
@@ -74,7 +75,8 @@ def test_a_claimed_local_agent_answers_from_the_model_with_the_claims_instructio
         _teardown()
 
 
-def test_without_an_llm_key_the_agent_says_so_once(local_instances: Path, settings):
+@pytest.mark.usefixtures("pool_work_inline")
+def test_it_without_an_llm_key_the_agent_says_so_once(local_instances: Path, settings):
     settings.POOL_MIN_IDLE = 1
     _idle(1)
     claimed = instance_claim(spec=claim_spec(agent_name="Keyless", instructions=""), actor="cli")
@@ -86,7 +88,10 @@ def test_without_an_llm_key_the_agent_says_so_once(local_instances: Path, settin
         _teardown()
 
 
-def test_the_agent_asks_for_email_gets_it_for_itself_only_and_has_the_tool_next_turn(local_instances: Path, settings, standin, live_server):
+# The agent provisions its email by calling the live server, whose thread has its own connections:
+# the rows it reads and writes must be committed.
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_it_the_agent_asks_for_email_gets_it_for_itself_only_and_has_the_tool_next_turn(local_instances: Path, settings, standin, live_server):
     settings.LOCAL_RUNTIME_ENV = {"OPENROUTER_API_URL": standin.url, "OPENROUTER_API_KEY": LLM_KEY}
     settings.SERVICES_PUBLIC_URL = f"{live_server.url}/services/"
     settings.SELF_PROVISION_TOOLS = ["email"]

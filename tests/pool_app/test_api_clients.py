@@ -22,7 +22,7 @@ def _api(key: str) -> APIClient:
     return client
 
 
-def test_a_client_key_works_is_stored_only_as_a_hash_and_can_be_revoked():
+def test_it_a_client_key_works_is_stored_only_as_a_hash_and_can_be_revoked():
     created = api_client_create(name="Acme", owner_id="acme")
     row = ApiClient.objects.get(pk=created.client.pk)
     assert created.key.startswith("cvk_") and row.key_hash == key_hash(created.key)
@@ -33,14 +33,14 @@ def test_a_client_key_works_is_stored_only_as_a_hash_and_can_be_revoked():
     assert response.status_code == 401 and "revoked" in response.json()["error"]
 
 
-def test_a_client_cannot_run_operator_actions():
+def test_it_a_client_cannot_run_operator_actions():
     key = api_client_create(name="Acme", owner_id="acme").key
     for path, body in (("/api/pool/replenish", {"count": 1}), ("/api/pool/drain", {"count": 1}), ("/api/pool/redeploy", {})):
         response = _api(key).post(path, body, format="json")
         assert response.status_code == 403 and response.json()["error"]
 
 
-def test_the_command_prints_the_key_once():
+def test_it_the_command_prints_the_key_once():
     out = StringIO()
     call_command("create_api_client", "--name", "Acme", "--owner", "acme", "--rate-limit", "5", stdout=out)
     key = re.search(r"(cvk_\S+)", out.getvalue()).group(1)
@@ -50,7 +50,7 @@ def test_the_command_prints_the_key_once():
     assert _api(key).get("/api/pool/status").status_code == 401
 
 
-def test_a_clients_rate_limit_answers_429():
+def test_it_a_clients_rate_limit_answers_429():
     cache.clear()
     key = api_client_create(name="Slow", owner_id="slow", rate_limit_per_minute=3).key
     codes = [_api(key).get("/api/pool/status").status_code for _ in range(5)]
@@ -58,7 +58,7 @@ def test_a_clients_rate_limit_answers_429():
     assert _api(api_client_create(name="Free", owner_id="free").key).get("/api/pool/status").status_code == 200
 
 
-def test_admin_creates_a_client_and_shows_its_key_once(admin_client):
+def test_it_admin_creates_a_client_and_shows_its_key_once(admin_client):
     response = admin_client.post("/admin/pool_app/apiclient/add/", {"name": "Web", "owner_id": "web", "rate_limit_per_minute": ""}, follow=True)
     assert response.status_code == 200
     shown = [k for k in re.findall(r"cvk_[A-Za-z0-9_-]+", response.content.decode()) if len(k) > 20]  # not the prefix column
@@ -78,7 +78,7 @@ def test_admin_creates_a_client_and_shows_its_key_once(admin_client):
     assert _api(shown[0]).get("/api/pool/status").status_code == 401
 
 
-def test_revoking_keys_and_pushing_templates_need_the_change_permission(client):
+def test_it_revoking_keys_and_pushing_templates_need_the_change_permission(client):
     from django.contrib.auth.models import Permission, User
 
     from templates_app.models import AgentTemplate
@@ -96,7 +96,7 @@ def test_revoking_keys_and_pushing_templates_need_the_change_permission(client):
     assert _api(target.key).get("/api/pool/status").status_code == 200
 
 
-def test_a_client_sees_counts_and_its_own_instances_but_no_fleet_wide_report():
+def test_it_a_client_sees_counts_and_its_own_instances_but_no_fleet_wide_report():
     # Finding 14.7: clients saw every provider's last error and the tick report.
     client_view = _api(api_client_create(name="C", owner_id="c").key).get("/api/pool/status").json()
     assert set(client_view) == {"counts", "outage", "instances"}
@@ -110,7 +110,7 @@ def test_a_client_sees_counts_and_its_own_instances_but_no_fleet_wide_report():
 
 @pytest.mark.parametrize("option,value", [("--min-idle", "1001"), ("--max-total", "20001"), ("--create-concurrency", "65"),
                                           ("--stuck-timeout-ms", "1000")])
-def test_pool_settings_are_bounded_from_every_door(option, value):
+def test_it_pool_settings_are_bounded_from_every_door(option, value):
     from django.core.management.base import CommandError
 
     from pool_app.config import pool_config

@@ -2,10 +2,10 @@
 
 Celery's embedded test worker (`celery.contrib.testing.worker.start_worker`) runs in a thread of
 this process. It is used as a plain context manager, not through Celery's pytest plugin (which is
-not installed here), so it does not compete with pytest-django: the test is a `transaction=True`
-test, hence the rows the worker thread writes on its own database connections are committed and
-visible here, and pytest-django flushes them afterwards. Celery's Django fix-up closes the worker
-thread's connections after the task.
+not installed here), so it does not compete with pytest-django: the worker's test is a
+`transaction=True` test, hence the rows the worker thread writes on its own database connections
+are committed and visible here, and pytest-django flushes them afterwards. Celery's Django fix-up
+closes the worker thread's connections after the task.
 
 Starting the worker reconfigures logging (it empties the root logger's handlers and sets a few
 environment variables); `_logging_restored` puts all of that back so later tests are unaffected.
@@ -34,7 +34,7 @@ from tests.conftest import ALL_DATABASES, wait_until
 pytestmark = [
     pytest.mark.redis,
     pytest.mark.e2e,
-    pytest.mark.django_db(databases=ALL_DATABASES, transaction=True),
+    pytest.mark.django_db(databases=ALL_DATABASES),
     pytest.mark.skipif(
         not django_settings.CELERY_BROKER_URL.startswith("redis://"),
         reason="needs the Redis broker (run through scripts/test.sh)",
@@ -76,6 +76,7 @@ def _created() -> list[Instance]:
     return list(Instance.objects.filter(status__in=[InstanceStatus.STARTING, InstanceStatus.IDLE]).exclude(url=""))
 
 
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 def test_it_runs_a_tick_sent_to_the_queue_in_a_worker(local_instances: Path, settings):
     settings.POOL_MIN_IDLE = 2
     settings.POOL_STARTING_RECHECK_MS = 0  # no follow-up tick: the queue must end empty
@@ -106,7 +107,8 @@ def test_it_runs_a_tick_sent_to_the_queue_in_a_worker(local_instances: Path, set
     assert {i.status for i in Instance.objects.filter(pk__in=[i.pk for i in fleet])} == {InstanceStatus.DELETED}
 
 
-def test_a_tick_that_leaves_the_pool_short_queues_an_early_recheck(local_instances: Path, settings):
+@pytest.mark.usefixtures("pool_work_inline")  # the tick runs here, not in a worker
+def test_it_a_tick_that_leaves_the_pool_short_queues_an_early_recheck(local_instances: Path, settings):
     settings.POOL_MIN_IDLE = 2
     settings.POOL_STARTING_RECHECK_MS = 5000
     celery_app.control.purge()

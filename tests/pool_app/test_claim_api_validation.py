@@ -87,14 +87,14 @@ def test_it_answers_503_with_a_message_when_nothing_is_idle(api):
     assert "No idle instance" in response.json()["error"]
 
 
-def test_healthz_needs_no_key(anon_api):
+def test_it_healthz_needs_no_key(anon_api):
     response = anon_api.get("/healthz")
     assert response.status_code == 200
     assert response.json()["ok"] is True
     assert set(response.json()["databases"]) == set(ALL_DATABASES)
 
 
-def test_unknown_api_paths_answer_json_404(api):
+def test_it_unknown_api_paths_answer_json_404(api):
     response = api.get("/api/pool/nope")
     assert response.status_code == 404
     assert response.json()["error"]

@@ -22,8 +22,10 @@ from rest_framework.test import APIClient
 from convos.errors import Unavailable
 from pool_app.models import Instance, InstanceEvent, InstanceStatus
 from pool_app.services import ClaimResult, instance_claim, instance_destroy, pool_tick
+from pool_app.services.claim import claim_spec
 from tests.conftest import ALL_DATABASES, wait_until
 
+# Claimers on threads of their own, each with its connection and its row locks: the rows must be committed.
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)]
 
 IDLE = 10
@@ -114,7 +116,7 @@ def test_it_configures_each_idle_instance_once_when_claims_race_in_the_service(p
 
     monkeypatch.setattr("pool_app.services.claim.services.configure", fake_configure)
 
-    outcomes = _race(lambda i: instance_claim(agent_name=f"Racer {i}", instructions="x", actor="cli"), CLAIMERS)
+    outcomes = _race(lambda i: instance_claim(spec=claim_spec(agent_name=f"Racer {i}", instructions="x"), actor="cli"), CLAIMERS)
 
     results = [o for o in outcomes if isinstance(o, ClaimResult)]
     unavailable = [o for o in outcomes if isinstance(o, Unavailable)]

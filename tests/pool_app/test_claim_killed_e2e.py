@@ -14,6 +14,7 @@ from pool_app.models import Instance, InstanceEvent, InstanceStatus as S
 from pool_app.services import instance_destroy, pool_tick
 from tests.conftest import ALL_DATABASES, wait_until
 
+# The claim runs in a child process on the test databases: it sees only committed rows.
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
@@ -14,18 +15,19 @@ from rest_framework.test import APIClient
 
 from pool_app.models import ClaimRequest, Instance, InstanceEvent, InstanceStatus as S
 from pool_app.services import pool_tick
+from pool_app.services.claim import claim_spec
 from pool_app.services.idempotency import body_fingerprint
 from services_app.services import ServicesError
 from tests.conftest import ALL_DATABASES
 from tests.pool_app.fake_services import FakeServices
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
 CLAIM = "/api/pool/claim"
 JOIN = "https://dev.convos.org/v2?i=abc123"
 
 
 @pytest.fixture
-def fake(monkeypatch, settings) -> FakeServices:
+def fake(monkeypatch, settings, pool_work_inline) -> FakeServices:
     settings.POOL_MIN_IDLE = 0
     return FakeServices().install(monkeypatch)
 
@@ -46,6 +48,10 @@ def _client(headers: dict | None = None) -> APIClient:
 
 def _body(name: str = "agent") -> dict:
     return {"agentName": name, "instructions": "Be helpful."}
+
+
+def _spec_fields(name: str = "agent") -> dict:
+    return {"agent_name": name, "instructions": "Be helpful."}
 
 
 def _concurrently(n: int, fn) -> list:
@@ -90,7 +96,7 @@ def test_it_refuses_the_same_key_with_another_body(fake):
     assert Instance.objects.filter(status=S.CLAIMED).count() == 1
 
 
-def test_a_failed_claim_gives_its_key_back(fake):
+def test_it_a_failed_claim_gives_its_key_back(fake):
     client = _client({"HTTP_IDEMPOTENCY_KEY": "key-1"})
     assert client.post(CLAIM, _body(), format="json").status_code == 503  # nothing idle yet
     _idle(fake, 1)
@@ -98,28 +104,32 @@ def test_a_failed_claim_gives_its_key_back(fake):
     assert ClaimRequest.objects.get().state == ClaimRequest.State.SUCCEEDED
 
 
-def test_a_key_left_in_progress_by_a_dead_claim_is_taken_over_after_the_claim_timeout(fake, settings):
+def test_it_a_key_left_in_progress_by_a_dead_claim_is_taken_over_after_the_claim_timeout(fake, settings):
     # Finding 14.7: a crash left the key `in_progress`; it answered 409 for ever.
     settings.CLAIM_TIMEOUT_MS = 60_000
     _idle(fake, 1)
     client = _client({"HTTP_IDEMPOTENCY_KEY": "key-1"})
-    ClaimRequest.objects.create(owner_key="operator", idempotency_key="key-1", body_hash=body_fingerprint(_body()),
+    # The key covers the claim as resolved (its spec), so a repeat of the same request matches it.
+    ClaimRequest.objects.create(owner_key="operator", idempotency_key="key-1",
+                                body_hash=body_fingerprint(asdict(claim_spec(**_spec_fields(), owner_id="operator"))),
                                 created_at=timezone.now() - timedelta(minutes=5))
     response = client.post(CLAIM, _body(), format="json")
     assert response.status_code == 200, response.content
     assert ClaimRequest.objects.get().state == ClaimRequest.State.SUCCEEDED
 
 
-def test_the_stored_answer_keeps_no_qr_image_and_the_replay_draws_it_again(fake):
+def test_it_the_stored_answer_keeps_no_qr_image_and_the_replay_draws_it_again(fake):
     _idle(fake, 1)
     client = _client({"HTTP_IDEMPOTENCY_KEY": "key-1"})
     first = client.post(CLAIM, _body(), format="json").json()
     assert first["qrDataUrl"].startswith("data:image/png;base64,")
-    assert ClaimRequest.objects.get().response["qrDataUrl"] is None
-    assert client.post(CLAIM, _body(), format="json").json() == first
+    stored = ClaimRequest.objects.get().response
+    assert "qrDataUrl" not in stored and stored["inviteUrl"] == first["inviteUrl"]
+    replay = client.post(CLAIM, _body(), format="json")
+    assert replay["Idempotent-Replayed"] == "true" and replay.json() == first
 
 
-def test_the_tick_prunes_keys_older_than_their_ttl(fake, settings):
+def test_it_the_tick_prunes_keys_older_than_their_ttl(fake, settings):
     settings.CLAIM_REQUEST_TTL_HOURS = 24
     old = ClaimRequest.objects.create(owner_key="pool", idempotency_key="old", body_hash="x", created_at=timezone.now() - timedelta(hours=25))
     fresh = ClaimRequest.objects.create(owner_key="pool", idempotency_key="fresh", body_hash="x")
@@ -128,7 +138,9 @@ def test_the_tick_prunes_keys_older_than_their_ttl(fake, settings):
     assert not ClaimRequest.objects.filter(pk=old.pk).exists()
 
 
-def test_50_concurrent_claims_with_20_keys_map_each_key_to_one_instance(fake, postgres_only):
+# Claims race on their own connections (row locks, SKIP LOCKED): the rows must be committed for them to see.
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_it_50_concurrent_claims_with_20_keys_map_each_key_to_one_instance(fake, postgres_only):
     _idle(fake, 30)
     fake.configure_delay = 0.02  # keep claims in flight long enough to overlap
     keys = [f"key-{i % 20}" for i in range(50)]
@@ -151,7 +163,7 @@ def test_50_concurrent_claims_with_20_keys_map_each_key_to_one_instance(fake, po
 
 
 # --- joinUrl ------------------------------------------------------------------------------------------
-def test_a_second_claim_for_a_claimed_join_url_gets_409(fake):
+def test_it_a_second_claim_for_a_claimed_join_url_gets_409(fake):
     _idle(fake, 2)
     first = _client().post(CLAIM, {**_body(), "joinUrl": JOIN}, format="json")
     assert first.status_code == 200 and first.json()["joined"] is True
@@ -160,7 +172,9 @@ def test_a_second_claim_for_a_claimed_join_url_gets_409(fake):
     assert Instance.objects.filter(status=S.IDLE).count() == 1
 
 
-def test_concurrent_claims_for_one_join_url_claim_it_once(fake, postgres_only):
+# Claims race on their own connections (row locks, SKIP LOCKED): the rows must be committed for them to see.
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_it_concurrent_claims_for_one_join_url_claim_it_once(fake, postgres_only):
     _idle(fake, 5)
     fake.configure_delay = 0.05
     results = _concurrently(5, lambda i: _client().post(CLAIM, {**_body(), "joinUrl": JOIN}, format="json").status_code)
@@ -187,7 +201,7 @@ def test_it_never_claims_protected_instances(fake, settings):
 
 
 # --- failure recovery --------------------------------------------------------------------------------
-def test_a_409_from_the_instance_takes_it_out_of_the_pool_unreset_and_tries_another(fake):
+def test_it_a_409_from_the_instance_takes_it_out_of_the_pool_unreset_and_tries_another(fake):
     bound, free = _idle(fake, 2)
     fake.instances[bound.pk].bound = True  # the instance says it is already in a conversation
     response = _client().post(CLAIM, _body(), format="json")
@@ -198,7 +212,7 @@ def test_a_409_from_the_instance_takes_it_out_of_the_pool_unreset_and_tries_anot
 
 
 @pytest.mark.parametrize("clean,final", [(True, S.IDLE), (False, S.CRASHED)])
-def test_a_failed_provision_resets_the_instance_and_answers_502(fake, clean, final):
+def test_it_a_failed_provision_resets_the_instance_and_answers_502(fake, clean, final):
     (instance,) = _idle(fake, 1)
     fake.instances[instance.pk].clean_after_reset = clean
     fake.configure_error = ServicesError("Instance x: POST /pool/provision answered 500")
@@ -211,7 +225,7 @@ def test_a_failed_provision_resets_the_instance_and_answers_502(fake, clean, fin
     assert events[-3:] == [S.CLAIMING, S.RESETTING, final]  # owned by the recovery before the reset
 
 
-def test_the_tick_recovers_a_claim_stuck_in_claiming(fake, settings):
+def test_it_the_tick_recovers_a_claim_stuck_in_claiming(fake, settings):
     settings.CLAIM_TIMEOUT_MS = 60_000
     stale, fresh = _idle(fake, 2)
     Instance.objects.filter(pk=stale.pk).update(status=S.CLAIMING, claim_started_at=timezone.now() - timedelta(minutes=5))
@@ -223,14 +237,14 @@ def test_the_tick_recovers_a_claim_stuck_in_claiming(fake, settings):
 
 
 # --- response ------------------------------------------------------------------------------------------
-def test_the_answer_carries_a_png_qr_code_of_the_invite(fake):
+def test_it_the_answer_carries_a_png_qr_code_of_the_invite(fake):
     _idle(fake, 1)
     body = _client().post(CLAIM, _body(), format="json").json()
     assert body["qrDataUrl"].startswith("data:image/png;base64,")
     assert base64.b64decode(body["qrDataUrl"].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_pending_acceptance_from_the_instance_is_kept(fake):
+def test_it_pending_acceptance_from_the_instance_is_kept(fake):
     (instance,) = _idle(fake, 1)
     fake.pending.add(instance.pk)
     body = _client().post(CLAIM, {**_body(), "joinUrl": JOIN}, format="json").json()
@@ -239,7 +253,9 @@ def test_pending_acceptance_from_the_instance_is_kept(fake):
 
 
 # --- no overshoot ------------------------------------------------------------------------------------
-def test_ticks_during_concurrent_claims_never_overshoot_min_idle(fake, settings, postgres_only):
+# Ticks and claims on their own threads and connections, racing for the same rows.
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+def test_it_ticks_during_concurrent_claims_never_overshoot_min_idle(fake, settings, postgres_only):
     settings.POOL_MIN_IDLE = 5
     settings.POOL_MAX_TOTAL = 100
     _idle(fake, 12)

@@ -15,6 +15,7 @@ from pool_app.services import instance_destroy, pool_tick
 from services_app import services
 from tests.conftest import ALL_DATABASES, wait_until
 
+# Claims go through the live server's thread and connections: it sees only committed rows.
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)]
 
 
@@ -23,7 +24,7 @@ def _claim(live_server, name: str) -> requests.Response:
                          headers={"Authorization": f"Bearer {django_settings.POOL_API_KEY}"}, timeout=60)
 
 
-def test_a_bound_crashed_instance_never_reaches_another_client_with_its_conversation(local_instances: Path, settings, live_server):
+def test_it_a_bound_crashed_instance_never_reaches_another_client_with_its_conversation(local_instances: Path, settings, live_server):
     settings.POOL_MIN_IDLE = 3
     wait_until(lambda: pool_tick() and Instance.objects.filter(status=S.IDLE).count() == 3, timeout=60, interval=0.2, message="3 idle")
     recovered_dirty, legacy_row = Instance.objects.filter(status=S.IDLE).order_by("created_at")[:2]

@@ -12,7 +12,7 @@ from services_app.models import InstanceInfra
 from services_app.providers.local import list_runtime_processes
 from tests.conftest import ALL_DATABASES, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(databases=ALL_DATABASES), pytest.mark.usefixtures("pool_work_inline")]
 
 
 def _count(status: str) -> int:

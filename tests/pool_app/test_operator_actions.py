@@ -92,7 +92,8 @@ def _messages(response) -> list[tuple[str, str]]:
 
 # --- replenish ---------------------------------------------------------------------------------------
 @pytest.mark.e2e
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
 def test_it_replenishes_the_same_way_from_the_api_the_command_and_admin(local_instances: Path, settings, api, operator):
     settings.POOL_MIN_IDLE = 0
     settings.POOL_MAX_TOTAL = 3
@@ -123,7 +124,8 @@ def test_it_replenishes_the_same_way_from_the_api_the_command_and_admin(local_in
 
 # --- drain -------------------------------------------------------------------------------------------
 @pytest.mark.e2e
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
 def test_it_drains_idle_instances_from_every_door_but_never_protected_ones(local_instances: Path, settings, api, operator):
     # The two oldest are protected, so "oldest first" would pick them if protection were ignored.
     flagged, listed, *drainable = _idle(settings=settings, count=5)
@@ -159,7 +161,8 @@ def test_it_drains_idle_instances_from_every_door_but_never_protected_ones(local
 
 # --- destroy -----------------------------------------------------------------------------------------
 @pytest.mark.e2e
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
 def test_it_destroys_one_instance_from_every_door_and_refuses_protected_ones(local_instances: Path, settings, api, operator):
     flagged, listed, a, b, c = _idle(settings=settings, count=5)
     Instance.objects.filter(pk=flagged).update(protected=True)
@@ -206,7 +209,8 @@ def test_it_destroys_one_instance_from_every_door_and_refuses_protected_ones(loc
 
 # --- redeploy and recheck ------------------------------------------------------------------------------
 @pytest.mark.e2e
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
 def test_it_redeploys_and_rechecks_one_instance_from_every_door(local_instances: Path, settings, api, operator):
     a, b, c = _idle(settings=settings, count=3)
     pids = sorted(list_runtime_processes(local_instances))
@@ -238,7 +242,8 @@ def test_it_redeploys_and_rechecks_one_instance_from_every_door(local_instances:
 
 
 @pytest.mark.e2e
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
 def test_it_redeploys_every_idle_instance_from_every_door_and_dry_runs_change_nothing(local_instances: Path, settings, api, operator):
     ids = _idle(settings=settings, count=2)
 
@@ -326,7 +331,7 @@ def test_it_shows_and_changes_pool_settings_from_the_command(settings):
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES)
-def test_a_misspelt_dry_run_is_refused_not_taken_as_a_real_destroy(api):
+def test_it_a_misspelt_dry_run_is_refused_not_taken_as_a_real_destroy(api):
     instance = Instance.objects.create(status=InstanceStatus.IDLE)
     response = api.delete(f"/api/pool/instances/{instance.pk}?dryRun=ture")
     assert response.status_code == 400 and "dryRun" in response.json()["error"]

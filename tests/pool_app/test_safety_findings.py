@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import pytest
 import responses
-from django.conf import settings as django_settings
 from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -22,14 +21,15 @@ from rest_framework.test import APIClient
 from convos.errors import UpstreamFailed, Unavailable
 from pool_app.models import Instance, InstanceEvent, InstanceStatus as S
 from pool_app.services import instance_claim, pool_tick
-from pool_app.services.api_clients import api_client_create
 from services_app import facade, services
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.providers.fake import FakeProvider, fake_instance
 from templates_app.models import AgentTemplate
 from tests.conftest import ALL_DATABASES, wait_until
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
+# A claim on a thread of its own racing the tick: both must see committed rows and each other's row locks.
+RACING_A_CLAIM = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 AGENTMAIL = "https://agentmail.test/v0"
 ALICE_KEY = f"test-alice-telnyx-{secrets.token_hex(12)}"  # generated: no key-shaped literal in the repository
 ALICE_CONFIG = {"telnyxApiKey": ALICE_KEY, "telnyxPhoneNumber": "+15551234567"}
@@ -43,7 +43,7 @@ def _fill(settings, n: int) -> list[Instance]:
 
 
 @pytest.fixture
-def fake_pool(settings):
+def fake_pool(settings, pool_work_inline):
     settings.INFRA_PROVIDER = "fake"
     settings.OPENROUTER_MANAGEMENT_KEY = ""
     settings.AGENTMAIL_API_URL = AGENTMAIL
@@ -117,7 +117,7 @@ class TestFinding1CredentialsOfOneUserReachTheNext:
         assert Instance.objects.get(pk=victim.pk).status == S.IDLE
         assert services.instance_convos_status(instance_id=victim.pk)["clean"] is True
 
-    def test_an_instance_that_never_resets_clean_is_replaced(self, settings, fake_pool):
+    def test_it_an_instance_that_never_resets_clean_is_replaced(self, settings, fake_pool):
         settings.POOL_MAX_RESET_FAILURES = 2
         (victim,) = _fill(settings, 1)
         fake_instance(victim.pk).provision_fail = True
@@ -179,7 +179,7 @@ class TestFinding2SelfProvisioningHasNoLimits:
         codes = [me.post(f"/services/provision/{claimed.instance_id}/email", {}, format="json").status_code for _ in range(3)]
         assert codes == [200, 200, 429]
 
-    def test_an_instance_may_not_pass_user_credentials_for_itself(self, settings, fake_pool):
+    def test_it_an_instance_may_not_pass_user_credentials_for_itself(self, settings, fake_pool):
         settings.SELF_PROVISION_TOOLS = ["sms"]
         _fill(settings, 1)
         claimed = _claim(agent_name="A", instructions="", owner_id="alice")
@@ -189,6 +189,7 @@ class TestFinding2SelfProvisioningHasNoLimits:
 
 
 class TestFinding3RecoveryThatWipesALiveAgent:
+    @RACING_A_CLAIM
     def test_it_never_wipes_a_claim_that_completes_while_the_tick_recovers_it(self, settings, fake_pool, monkeypatch):
         (victim,) = _fill(settings, 1)
         configured, go_on = threading.Event(), threading.Event()
@@ -248,6 +249,9 @@ class TestFinding4ALateClaimLeavesABoundInstanceIdle:
         result = _claim(agent_name="B", instructions="", owner_id="bob")
         assert result.instance_id != bound.pk
 
+    # The audit asks instances on threads of its own (its batch deadline needs them, whatever the
+    # concurrency), and those look the instances up in services' database: the rows must be committed.
+    @pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
     def test_it_audits_idle_instances_and_takes_a_bound_one_out(self, settings, fake_pool):
         bound, clean = _fill(settings, 2)
         _bind_behind_the_pools_back(bound.pk)
@@ -257,7 +261,8 @@ class TestFinding4ALateClaimLeavesABoundInstanceIdle:
         assert Instance.objects.get(pk=bound.pk).status == S.TAINTED
         assert Instance.objects.get(pk=clean.pk).status == S.IDLE
 
-    def test_a_late_claim_rolls_back_its_tools_and_leaves_the_instance_clean(self, settings, fake_pool, agentmail):
+    @RACING_A_CLAIM
+    def test_it_a_late_claim_rolls_back_its_tools_and_leaves_the_instance_clean(self, settings, fake_pool, agentmail):
         (victim,) = _fill(settings, 1)
         settings.CLAIM_TIMEOUT_MS = 300
         fake_instance(victim.pk).provision_delay_s = 1.5  # the tick's recovery overtakes the provision
@@ -286,7 +291,7 @@ class TestFinding4ALateClaimLeavesABoundInstanceIdle:
 
 
 class TestFinding5RowsStuckInCreation:
-    def test_an_unexpected_error_while_creating_never_leaves_a_row_the_tick_ignores(self, settings, fake_pool, monkeypatch):
+    def test_it_an_unexpected_error_while_creating_never_leaves_a_row_the_tick_ignores(self, settings, fake_pool, monkeypatch):
         real_create = facade.create_instance
         failures = iter([RuntimeError("boom after the provider created it")])
 
@@ -304,7 +309,7 @@ class TestFinding5RowsStuckInCreation:
         failed = Instance.objects.filter(status=S.DELETED).first()
         assert failed is not None and fake_instance(failed.pk) is None, "the provider kept what the failed create made"
 
-    def test_a_row_left_creating_by_a_killed_worker_is_reconciled_and_its_infra_destroyed(self, settings, fake_pool):
+    def test_it_a_row_left_creating_by_a_killed_worker_is_reconciled_and_its_infra_destroyed(self, settings, fake_pool):
         row = Instance.objects.create(status=S.STARTING, deploy_status="creating", created_at=timezone.now() - timedelta(hours=1))
         FakeProvider().create(instance_id=row.pk, variables={})  # created at the provider; the worker died before recording it
         settings.POOL_MIN_IDLE = 1

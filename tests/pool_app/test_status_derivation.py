@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from pool_app.models import InstanceStatus
 from pool_app.status_derivation import derive_status
+from services_app.facade import deploy_states
 
 TIMEOUT = timedelta(minutes=15)
 YOUNG, OLD = timedelta(minutes=1), timedelta(minutes=16)
+RAILWAY_SCHEMA = Path(__file__).resolve().parents[2] / "contracts" / "railway" / "schema.json"
 
 # Railway's DeploymentStatus values (contracts/railway), grouped as reference section 2 reads them,
 # plus None for "services knows no deploy status".
@@ -37,24 +42,41 @@ def expected(deploy: str | None, healthy: bool, old: bool, claimed: bool) -> str
 CASES = list(itertools.product(ALL, [True, False], [False, True], [False, True]))
 
 
-def test_the_table_covers_every_combination():
-    assert len(CASES) == 14 * 2 * 2 * 2
+def derive(deploy: str | None, *, healthy: bool, unhealthy_for: timedelta, claimed: bool) -> str:
+    """The pool's status for a provider's deploy status and health check, the way the tick gets
+    it: services reduces the two to one coarse state, and the pool derives its status from that."""
+    return derive_status(state=deploy_states.coarse_state(deploy, healthy), unhealthy_for=unhealthy_for, claimed=claimed,
+                         stuck_timeout=TIMEOUT)
+
+
+def test_it_the_table_covers_every_combination():
+    # Every value of Railway's DeploymentStatus enum, as the schema the pool is checked against
+    # declares it: a status Railway adds fails here until the table says how the pool reads it.
+    schema = json.loads(RAILWAY_SCHEMA.read_text())["data"]["__schema"]["types"]
+    (enum,) = [t for t in schema if t["name"] == "DeploymentStatus"]
+    assert set(ALL) - {None} == {value["name"] for value in enum["enumValues"]}
+    # Every combination derives a status an Instance row can hold, and together they reach every
+    # status the observation may set (none of those owned by a claim, a reset or a destroy).
+    derived = {derive(deploy, healthy=healthy, unhealthy_for=OLD if old else YOUNG, claimed=claimed)
+               for deploy, healthy, old, claimed in CASES}
+    assert derived <= set(InstanceStatus.values)
+    assert derived == {"sleeping", "dead", "crashed", "claimed", "idle", "stuck", "starting"}
 
 
 @pytest.mark.parametrize("deploy,healthy,old,claimed", CASES)
 def test_it_derives_the_reference_status(deploy, healthy, old, claimed):
-    got = derive_status(deploy_status=deploy, healthy=healthy, unhealthy_for=OLD if old else YOUNG, claimed=claimed, stuck_timeout=TIMEOUT)
+    got = derive(deploy, healthy=healthy, unhealthy_for=OLD if old else YOUNG, claimed=claimed)
     assert got == expected(deploy, healthy, old, claimed)
 
 
 @pytest.mark.parametrize("claimed", [False, True])
 def test_it_never_calls_a_sleeping_instance_dead_however_long_it_sleeps(claimed):
-    got = derive_status(deploy_status="SLEEPING", healthy=False, unhealthy_for=timedelta(days=30), claimed=claimed, stuck_timeout=TIMEOUT)
+    got = derive("SLEEPING", healthy=False, unhealthy_for=timedelta(days=30), claimed=claimed)
     assert got == "sleeping"
 
 
 def test_it_turns_stuck_only_after_the_timeout():
-    at = lambda age: derive_status(deploy_status="SUCCESS", healthy=False, unhealthy_for=age, claimed=False, stuck_timeout=TIMEOUT)
+    at = lambda age: derive("SUCCESS", healthy=False, unhealthy_for=age, claimed=False)
     assert at(TIMEOUT) == "starting"
     assert at(TIMEOUT + timedelta(seconds=1)) == "stuck"
 

@@ -21,14 +21,14 @@ from services_app.providers import fake as fake_provider
 from templates_app.models import AgentTemplate
 from tests.conftest import ALL_DATABASES, wait_until
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
 AGENTMAIL = "https://agentmail.test/v0"
 TELNYX_KEY = "KEYuser-telnyx-secret-0123456789abcdef"
 USER_CONFIG = {"telnyxApiKey": TELNYX_KEY, "telnyxPhoneNumber": "+15551234567"}
 
 
 @pytest.fixture
-def pool(settings):
+def pool(settings, pool_work_inline):
     """Three idle instances on the fake infra provider (real services layer, real HTTP health)."""
     settings.INFRA_PROVIDER = "fake"
     settings.POOL_MIN_IDLE = 3
@@ -70,7 +70,7 @@ def _calls(rsps, method: str, suffix: str) -> int:
     return sum(1 for c in rsps.calls if c.request.method == method and c.request.url.endswith(suffix))
 
 
-def test_a_template_claim_provisions_exactly_its_tools_and_passes_the_users_credentials(pool, agentmail):
+def test_it_a_template_claim_provisions_exactly_its_tools_and_passes_the_users_credentials(pool, agentmail):
     alice = _client("alice")
     template = _template("alice")
     response = alice.post("/api/pool/claim", {"templateId": template.pk, "userConfig": USER_CONFIG}, format="json")
@@ -91,7 +91,7 @@ def test_a_template_claim_provisions_exactly_its_tools_and_passes_the_users_cred
     assert TELNYX_KEY not in str([r.config for r in InstanceService.objects.all()])  # never stored
 
 
-def test_missing_user_credentials_get_400_before_any_instance_leaves_idle(pool, agentmail):
+def test_it_missing_user_credentials_get_400_before_any_instance_leaves_idle(pool, agentmail):
     alice = _client("alice")
     template = _template("alice")
     for user_config in (None, {}, {"telnyxApiKey": TELNYX_KEY}, {"telnyxApiKey": TELNYX_KEY, "telnyxPhoneNumber": "555"}):
@@ -105,7 +105,7 @@ def test_missing_user_credentials_get_400_before_any_instance_leaves_idle(pool, 
     assert _calls(agentmail, "POST", "/inboxes") == 0
 
 
-def test_a_failed_email_provisioning_leaves_no_inbox_no_key_and_an_idle_instance(pool, agentmail):
+def test_it_a_failed_email_provisioning_leaves_no_inbox_no_key_and_an_idle_instance(pool, agentmail):
     agentmail.replace(responses.POST, f"{AGENTMAIL}/inboxes/agent@mail.test/api-keys", status=500)
     alice = _client("alice")
     template = _template("alice")
@@ -117,7 +117,7 @@ def test_a_failed_email_provisioning_leaves_no_inbox_no_key_and_an_idle_instance
     assert all(not fake_provider._instances[i.pk].credentials for i in pool)
 
 
-def test_a_failure_after_the_tools_rolls_them_back_and_crashes_an_unclean_instance(pool, agentmail, monkeypatch):
+def test_it_a_failure_after_the_tools_rolls_them_back_and_crashes_an_unclean_instance(pool, agentmail, monkeypatch):
     from services_app import runtime_client
 
     real_set_credentials = runtime_client.set_credentials
@@ -143,7 +143,7 @@ def test_a_failure_after_the_tools_rolls_them_back_and_crashes_an_unclean_instan
     assert not any(name.startswith("TELNYX") for name in fake_provider._instances[crashed.pk].credentials)
 
 
-def test_one_client_cannot_use_or_see_what_another_owns(pool):
+def test_it_one_client_cannot_use_or_see_what_another_owns(pool):
     alice, bob = _client("alice"), _client("bob")
     private = _template("alice", tools=[])
     for method, path in (("get", f"/api/templates/{private.pk}"), ("patch", f"/api/templates/{private.pk}"),
@@ -160,7 +160,7 @@ def test_one_client_cannot_use_or_see_what_another_owns(pool):
         assert bob.post(path, {}, format="json").status_code == 403
 
 
-def test_model_override_needs_the_templates_permission(pool):
+def test_it_model_override_needs_the_templates_permission(pool):
     alice = _client("alice")
     fixed, open_ = _template("alice", tools=[]), _template("alice", tools=[], allow_override=True)
     refused = alice.post("/api/pool/claim", {"templateId": fixed.pk, "model": "other/model"}, format="json")
@@ -171,7 +171,7 @@ def test_model_override_needs_the_templates_permission(pool):
     assert Instance.objects.get(pk=allowed.json()["instanceId"]).model == "other/model"
 
 
-def test_clone_claims_a_sibling_from_the_same_template(pool):
+def test_it_clone_claims_a_sibling_from_the_same_template(pool):
     alice = _client("alice")
     template = _template("alice", tools=[])
     parent = alice.post("/api/pool/claim", {"templateId": template.pk, "instructions": "Custom."}, format="json").json()["instanceId"]
@@ -181,7 +181,7 @@ def test_clone_claims_a_sibling_from_the_same_template(pool):
     assert (child.parent_instance_id, child.template_id, child.owner_id, child.instructions) == (parent, template.pk, "alice", "Custom.")
 
 
-def test_template_sync_pushes_name_and_instructions_and_reports_failures(pool, monkeypatch):
+def test_it_template_sync_pushes_name_and_instructions_and_reports_failures(pool, monkeypatch):
     alice = _client("alice")
     template = _template("alice", tools=[])
     ids = [alice.post("/api/pool/claim", {"templateId": template.pk}, format="json").json()["instanceId"] for _ in range(2)]
@@ -196,7 +196,7 @@ def test_template_sync_pushes_name_and_instructions_and_reports_failures(pool, m
     assert "template sync failed" in Instance.objects.get(pk=ids[1]).last_error
 
 
-def test_no_user_credential_appears_in_logs_responses_or_admin(pool, agentmail, admin_client):
+def test_it_no_user_credential_appears_in_logs_responses_or_admin(pool, agentmail, admin_client):
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactSecretsFilter())
@@ -230,7 +230,7 @@ def test_no_user_credential_appears_in_logs_responses_or_admin(pool, agentmail, 
     assert "am-scoped-key-0123456789abc" not in blob
 
 
-def test_the_admin_action_pushes_a_template_and_reports_each_failure(pool, admin_client):
+def test_it_the_admin_action_pushes_a_template_and_reports_each_failure(pool, admin_client):
     alice = _client("alice")
     template = _template("alice", tools=[])
     ids = [alice.post("/api/pool/claim", {"templateId": template.pk}, format="json").json()["instanceId"] for _ in range(2)]

@@ -17,11 +17,11 @@ from pool_app.single_flight import lease_lock
 from tests.conftest import ALL_DATABASES
 from tests.pool_app.fake_services import FakeServices
 
-pytestmark = pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
+pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
 
 
 @pytest.fixture
-def fake(monkeypatch, settings) -> FakeServices:
+def fake(monkeypatch, settings, pool_work_inline) -> FakeServices:
     settings.POOL_MIN_IDLE = 3
     settings.POOL_MAX_TOTAL = 50
     return FakeServices().install(monkeypatch)
@@ -54,6 +54,8 @@ def test_it_fills_the_pool_and_marks_healthy_instances_idle(fake):
     assert InstanceEvent.objects.filter(to_status=S.IDLE, actor="tick").count() == 3
 
 
+# Two ticks on two connections: each must see the other's lock and the fleet, so the rows are committed.
+@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
 def test_it_runs_only_one_tick_at_a_time_across_connections(fake, postgres_only, monkeypatch):
     _fleet(fake, 3)
     original = fake.status_batch
@@ -84,7 +86,7 @@ def test_it_runs_only_one_tick_at_a_time_across_connections(fake, postgres_only,
     assert pool_tick()["skipped"] == ""
 
 
-def test_the_lease_lock_admits_one_holder_until_released_or_expired():
+def test_it_the_lease_lock_admits_one_holder_until_released_or_expired():
     with lease_lock("t", lease=timedelta(minutes=5)) as first:
         with lease_lock("t", lease=timedelta(minutes=5)) as second:
             assert first is True and second is False
@@ -95,7 +97,7 @@ def test_the_lease_lock_admits_one_holder_until_released_or_expired():
             assert expired_at_once is True and taker is True  # a dead holder's lease lapses
 
 
-def test_one_failing_step_does_not_stop_the_others(fake, monkeypatch):
+def test_it_one_failing_step_does_not_stop_the_others(fake, monkeypatch):
     def broken(config):
         raise RuntimeError("pending check exploded")
 
@@ -191,7 +193,7 @@ def test_it_treats_60_percent_of_a_healthy_fleet_vanishing_as_an_outage(fake, se
     assert PoolState.objects.get().outage is False
 
 
-def test_a_few_deaths_below_the_threshold_are_handled_normally(fake, settings):
+def test_it_a_few_deaths_below_the_threshold_are_handled_normally(fake, settings):
     settings.POOL_MIN_IDLE = 10
     fleet = _fleet(fake, 10)
     for instance in fleet[:3]:
@@ -202,7 +204,7 @@ def test_a_few_deaths_below_the_threshold_are_handled_normally(fake, settings):
     assert report["steps"]["top_up"]["created"] == 3
 
 
-def test_top_up_respects_the_cap_on_unclaimed_instances_and_says_why(fake, settings):
+def test_it_top_up_respects_the_cap_on_unclaimed_instances_and_says_why(fake, settings):
     settings.POOL_MIN_IDLE = 5
     settings.POOL_MAX_TOTAL = 3
     _fleet(fake, 2, status=S.CLAIMED, claimed_at=timezone.now())  # claimed ones do not count
@@ -211,7 +213,7 @@ def test_top_up_respects_the_cap_on_unclaimed_instances_and_says_why(fake, setti
     assert "POOL_MAX_TOTAL=3" in report["steps"]["top_up"]["capped"]
 
 
-def test_pool_settings_from_admin_take_effect_at_the_next_tick(fake):
+def test_it_pool_settings_from_admin_take_effect_at_the_next_tick(fake):
     pool_settings_update(changed_by="alice", min_idle=1)
     assert pool_tick()["steps"]["top_up"]["created"] == 1
     pool_settings_update(changed_by="alice", paused=True, min_idle=4)
@@ -232,7 +234,7 @@ def test_it_resolves_pending_acceptance_when_the_owner_accepts(fake):
     assert Instance.objects.get(pk=instance.pk).status == S.CLAIMED
 
 
-def test_a_claimed_instance_reporting_another_conversation_is_tainted_until_it_matches(fake):
+def test_it_a_claimed_instance_reporting_another_conversation_is_tainted_until_it_matches(fake):
     (instance,) = _fleet(fake, 1, status=S.CLAIMED, claimed_at=timezone.now(), conversation_id="conv-accepted")
     fake.instances[instance.pk].bound = True  # the fake reports "conv-accepted" while bound
     pool_tick()

@@ -194,7 +194,7 @@ def free_port() -> int:
 # --- (a) hadolint ----------------------------------------------------------------------------
 
 
-def test_hadolint_finds_nothing_in_the_dockerfile(tmp_path: Path) -> None:
+def test_it_hadolint_finds_nothing_in_the_dockerfile(tmp_path: Path) -> None:
     # A private HOME/XDG_CONFIG_HOME: no user-level hadolint config can relax the rules.
     env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
     result = subprocess.run(
@@ -205,7 +205,7 @@ def test_hadolint_finds_nothing_in_the_dockerfile(tmp_path: Path) -> None:
     assert result.stdout.strip() == "", result.stdout
 
 
-def test_every_hadolint_ignore_says_why() -> None:
+def test_it_every_hadolint_ignore_says_why() -> None:
     lines = DOCKERFILE.read_text().splitlines()
     for index, line in enumerate(lines):
         if re.match(r"\s*#\s*hadolint\s+(global\s+)?ignore=", line):
@@ -218,7 +218,7 @@ def test_every_hadolint_ignore_says_why() -> None:
 # --- (d) the Dockerfile's promises -------------------------------------------------------------
 
 
-def test_base_images_are_pinned(dockerfile: list[Instruction]) -> None:
+def test_it_base_images_are_pinned(dockerfile: list[Instruction]) -> None:
     _, all_stages = stages(dockerfile)
     aliases: set[str] = set()
     bases: dict[str, str] = {}
@@ -245,7 +245,7 @@ def test_base_images_are_pinned(dockerfile: list[Instruction]) -> None:
     assert bases["python"].split("-")[-1] == bases["node"].split("-")[-2] == "trixie", bases
 
 
-def test_runs_as_a_non_root_user(final_stage: list[Instruction]) -> None:
+def test_it_runs_as_a_non_root_user(final_stage: list[Instruction]) -> None:
     users = [i for i in final_stage if i.keyword == "USER"]
     assert users, "no USER in the final stage: the container would run as root"
     user, _, group = users[-1].value.partition(":")
@@ -259,7 +259,7 @@ def test_runs_as_a_non_root_user(final_stage: list[Instruction]) -> None:
     )
 
 
-def test_healthcheck_calls_pool_health_with_python(final_stage: list[Instruction]) -> None:
+def test_it_healthcheck_calls_pool_health_with_python(final_stage: list[Instruction]) -> None:
     checks = [i for i in final_stage if i.keyword == "HEALTHCHECK"]
     assert len(checks) == 1, checks
     command = healthcheck_command(checks[0])
@@ -274,7 +274,7 @@ def healthcheck_command(instruction: Instruction) -> list[str]:
     return exec_form(command.strip())
 
 
-def test_volume_env_port_and_commands(final_stage: list[Instruction]) -> None:
+def test_it_volume_env_port_and_commands(final_stage: list[Instruction]) -> None:
     volumes = [v for i in final_stage if i.keyword == "VOLUME" for v in exec_form(i.value)]
     assert volumes == ["/data"]
     env: dict[str, str] = {}
@@ -295,7 +295,7 @@ def test_volume_env_port_and_commands(final_stage: list[Instruction]) -> None:
     assert ENTRYPOINT.read_text().startswith("#!/bin/sh\n")
 
 
-def test_convos_cli_version_is_one_build_argument(dockerfile: list[Instruction], final_stage: list[Instruction]) -> None:
+def test_it_convos_cli_version_is_one_build_argument(dockerfile: list[Instruction], final_stage: list[Instruction]) -> None:
     head, _ = stages(dockerfile)
     lines = [line for line in DOCKERFILE.read_text().splitlines() if re.match(r"\s*ARG\s+CONVOS_CLI_VERSION\b", line)]
     with_default = [line for line in lines if "=" in line]
@@ -317,7 +317,7 @@ def test_convos_cli_version_is_one_build_argument(dockerfile: list[Instruction],
     assert any("convos agent serve --image-smoke-check" in run and 'test "$rc" -eq 2' in run for run in runs), runs
 
 
-def test_only_runtime_goes_into_the_image(final_stage: list[Instruction]) -> None:
+def test_it_only_runtime_goes_into_the_image(final_stage: list[Instruction]) -> None:
     copies = [i for i in final_stage if i.keyword in {"COPY", "ADD"}]
     assert not [i for i in copies if i.keyword == "ADD"], "ADD: use COPY"
     for instruction in copies:
@@ -340,7 +340,7 @@ def test_only_runtime_goes_into_the_image(final_stage: list[Instruction]) -> Non
 # --- runtime/requirements.txt ----------------------------------------------------------------
 
 
-def test_runtime_requirements_match_the_repository_pins() -> None:
+def test_it_runtime_requirements_match_the_repository_pins() -> None:
     runtime = read_pins(RUNTIME / "requirements.txt")
     repository = read_pins(REPO / "requirements.txt")
     assert set(runtime) == {"requests", "certifi", "charset-normalizer", "idna", "urllib3"}
@@ -350,7 +350,7 @@ def test_runtime_requirements_match_the_repository_pins() -> None:
 # --- (b) the workflow ------------------------------------------------------------------------
 
 
-def test_workflow_matches_the_github_workflow_schema() -> None:
+def test_it_workflow_matches_the_github_workflow_schema() -> None:
     result = subprocess.run(
         [find_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", WORKFLOW_PATH],
         cwd=REPO, capture_output=True, text=True, timeout=60,
@@ -359,7 +359,7 @@ def test_workflow_matches_the_github_workflow_schema() -> None:
     assert "ok -- validation done" in result.stdout, result.stdout
 
 
-def test_workflow_triggers(workflow: dict) -> None:
+def test_it_workflow_triggers(workflow: dict) -> None:
     on = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert set(on) == {"push", "workflow_dispatch"}, on
     assert on["push"]["branches"] == ["main", "staging"]
@@ -371,7 +371,7 @@ def steps_using(job: dict, action: str) -> list[dict]:
     return [s for s in job["steps"] if s.get("uses", "").split("@")[0] == action]
 
 
-def test_workflow_test_job(workflow: dict) -> None:
+def test_it_workflow_test_job(workflow: dict) -> None:
     job = workflow["jobs"]["test"]
     assert steps_using(job, "actions/checkout")
     (setup,) = steps_using(job, "actions/setup-python")
@@ -381,7 +381,7 @@ def test_workflow_test_job(workflow: dict) -> None:
     assert any(re.search(r"\bpytest\b.*\btests/runtime\b", run) for run in runs), runs
 
 
-def test_workflow_build_job(workflow: dict, tmp_path: Path) -> None:
+def test_it_workflow_build_job(workflow: dict, tmp_path: Path) -> None:
     job = workflow["jobs"]["build"]
     assert job["needs"] in ("test", ["test"])
     assert job["permissions"] == {"contents": "read", "packages": "write"}
@@ -416,7 +416,7 @@ def test_workflow_build_job(workflow: dict, tmp_path: Path) -> None:
     assert build["with"]["cache-to"] == "type=gha,mode=max"
 
 
-def test_workflow_actions_are_pinned_by_major_version(workflow: dict) -> None:
+def test_it_workflow_actions_are_pinned_by_major_version(workflow: dict) -> None:
     uses = [s["uses"] for job in workflow["jobs"].values() for s in job["steps"] if "uses" in s]
     assert uses
     for action in uses:
@@ -508,7 +508,7 @@ def assert_data_dir(data: Path, uid: int) -> None:
         assert info.st_uid == uid, f"{name} belongs to {info.st_uid}"
 
 
-def test_entrypoint_prepares_the_data_dir_and_runs_the_command_as_non_root(image: Image, tmp_path: Path) -> None:
+def test_it_entrypoint_prepares_the_data_dir_and_runs_the_command_as_non_root(image: Image, tmp_path: Path) -> None:
     volume = owned_by_runner(tmp_path / "volume")
     data = volume / "data"  # not there yet: the entrypoint creates it
     probe = (
@@ -530,7 +530,7 @@ def test_entrypoint_prepares_the_data_dir_and_runs_the_command_as_non_root(image
     assert result.stderr == ""  # the entrypoint says nothing when all is well
 
 
-def test_entrypoint_falls_back_to_the_railway_volume(image: Image, tmp_path: Path) -> None:
+def test_it_entrypoint_falls_back_to_the_railway_volume(image: Image, tmp_path: Path) -> None:
     volume = owned_by_runner(tmp_path / "volume")
     env = image_env(image, volume, volume, RUNTIME_DATA_DIR="", RAILWAY_VOLUME_MOUNT_PATH=str(volume / "mnt"))
     result = subprocess.run(
@@ -542,7 +542,7 @@ def test_entrypoint_falls_back_to_the_railway_volume(image: Image, tmp_path: Pat
     assert (volume / "mnt" / "credentials").is_dir()
 
 
-def test_entrypoint_fails_on_an_unwritable_data_dir_without_printing_values(image: Image, tmp_path: Path) -> None:
+def test_it_entrypoint_fails_on_an_unwritable_data_dir_without_printing_values(image: Image, tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)  # root's when the suite runs as root: uid 65534 cannot write there
     locked.chmod(0o555)
@@ -562,7 +562,7 @@ def test_entrypoint_fails_on_an_unwritable_data_dir_without_printing_values(imag
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="the root path needs root (the image starts as root only on request)")
-def test_entrypoint_started_as_root_hands_the_volume_over_and_drops_privileges(image: Image, tmp_path: Path) -> None:
+def test_it_entrypoint_started_as_root_hands_the_volume_over_and_drops_privileges(image: Image, tmp_path: Path) -> None:
     data = tmp_path / "volume"
     data.mkdir()
     (data / "state").mkdir()  # left by an earlier root run
@@ -592,7 +592,7 @@ def test_entrypoint_started_as_root_hands_the_volume_over_and_drops_privileges(i
     assert refused.returncode != 0 and "RUNTIME_RUN_AS" in refused.stderr
 
 
-def test_entrypoint_prints_no_environment(image: Image) -> None:
+def test_it_entrypoint_prints_no_environment(image: Image) -> None:
     text = ENTRYPOINT.read_text()
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert re.search(r"^set -eu$", code, re.M)
@@ -629,7 +629,7 @@ def health_stub() -> Iterator[type[_Health]]:
         server.server_close()
 
 
-def test_healthcheck_passes_on_200_and_fails_otherwise(image: Image, final_stage: list[Instruction], health_stub, tmp_path: Path) -> None:
+def test_it_healthcheck_passes_on_200_and_fails_otherwise(image: Image, final_stage: list[Instruction], health_stub, tmp_path: Path) -> None:
     (check,) = [i for i in final_stage if i.keyword == "HEALTHCHECK"]
     command = healthcheck_command(check)
     env = image_env(image, tmp_path, tmp_path, PORT=str(health_stub.port))
@@ -641,7 +641,7 @@ def test_healthcheck_passes_on_200_and_fails_otherwise(image: Image, final_stage
 
 
 @pytest.mark.e2e
-def test_healthcheck_passes_against_the_runtime_started_by_the_entrypoint(image: Image, final_stage: list[Instruction], tmp_path: Path) -> None:
+def test_it_healthcheck_passes_against_the_runtime_started_by_the_entrypoint(image: Image, final_stage: list[Instruction], tmp_path: Path) -> None:
     (check,) = [i for i in final_stage if i.keyword == "HEALTHCHECK"]
     command = healthcheck_command(check)
     (cmd,) = [exec_form(i.value) for i in final_stage if i.keyword == "CMD"]

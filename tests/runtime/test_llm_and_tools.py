@@ -33,7 +33,7 @@ def _tool_call(name: str, arguments: dict, call_id: str = "call_1") -> dict:
 
 
 @responses.activate
-def test_the_client_posts_an_openai_compatible_request() -> None:
+def test_it_the_client_posts_an_openai_compatible_request() -> None:
     key = secrets.token_hex(12)
     responses.post(f"{LLM}/chat/completions", json=_completion({"role": "assistant", "content": "hi there"}))
     tools = [{"type": "function", "function": {"name": "t", "description": "d", "parameters": {"type": "object"}}}]
@@ -46,7 +46,7 @@ def test_the_client_posts_an_openai_compatible_request() -> None:
 
 
 @responses.activate
-def test_the_client_reads_tool_calls_and_writes_them_back_as_the_assistant_message() -> None:
+def test_it_the_client_reads_tool_calls_and_writes_them_back_as_the_assistant_message() -> None:
     responses.post(f"{LLM}/chat/completions", json=_completion(_tool_call("wallet_address", {}, "call_9")))
     reply = ChatClient(api_key="k", api_url=LLM).complete(model="m", messages=[])
     assert [(c.id, c.name, c.arguments) for c in reply.tool_calls] == [("call_9", "wallet_address", "{}")]
@@ -61,7 +61,7 @@ def test_the_client_reads_tool_calls_and_writes_them_back_as_the_assistant_messa
     ({"body": requests.ConnectionError("refused")}, "could not be reached: ConnectionError"),
 ])
 @responses.activate
-def test_the_client_turns_every_failure_into_an_llm_error(answer: dict, expected: str) -> None:
+def test_it_the_client_turns_every_failure_into_an_llm_error(answer: dict, expected: str) -> None:
     responses.post(f"{LLM}/chat/completions", **answer)
     with pytest.raises(LLMError, match=expected):
         ChatClient(api_key="k", api_url=LLM).complete(model="m", messages=[])
@@ -80,7 +80,7 @@ def _say(agent: Agent, text: str, **kwargs) -> str | None:
 
 
 @responses.activate
-def test_a_tool_call_round_trip_puts_the_result_back_to_the_model(tmp_path: Path) -> None:
+def test_it_a_tool_call_round_trip_puts_the_result_back_to_the_model(tmp_path: Path) -> None:
     responses.post(f"{LLM}/chat/completions", json=_completion(_tool_call("wallet_address", {})))
     responses.post(f"{LLM}/chat/completions", json=_completion({"role": "assistant", "content": "It is 0xabc."}))
     agent = _agent(tmp_path, {"OPENROUTER_API_KEY": "k", "WALLET_ADDRESS": "0xabc"})
@@ -95,7 +95,7 @@ def test_a_tool_call_round_trip_puts_the_result_back_to_the_model(tmp_path: Path
 
 
 @responses.activate
-def test_an_llm_error_becomes_an_apology_and_the_agent_keeps_going(tmp_path: Path) -> None:
+def test_it_an_llm_error_becomes_an_apology_and_the_agent_keeps_going(tmp_path: Path) -> None:
     responses.post(f"{LLM}/chat/completions", status=502, json={"error": {"message": "upstream down"}})
     responses.post(f"{LLM}/chat/completions", json=_completion({"role": "assistant", "content": "back"}))
     agent = _agent(tmp_path, {"OPENROUTER_API_KEY": "k"}, model="claim/model")
@@ -104,13 +104,13 @@ def test_an_llm_error_becomes_an_apology_and_the_agent_keeps_going(tmp_path: Pat
     assert json.loads(responses.calls[1].request.body)["model"] == "claim/model"
 
 
-def test_without_a_key_the_agent_says_so_once_and_never_pretends(tmp_path: Path) -> None:
+def test_it_without_a_key_the_agent_says_so_once_and_never_pretends(tmp_path: Path) -> None:
     agent = _agent(tmp_path, {})
     assert _say(agent, "hello") == NO_LLM_NOTICE
     assert _say(agent, "hello again") is None
 
 
-def test_catchup_and_own_messages_are_not_answered(tmp_path: Path) -> None:
+def test_it_catchup_and_own_messages_are_not_answered(tmp_path: Path) -> None:
     agent = _agent(tmp_path, {})
     assert _say(agent, "old", catchup=True) is None
     assert agent.handle(Incoming(id="x", sender_id="me", sender_name="Ada", text="my own")) is None
@@ -123,7 +123,7 @@ def _tools(**credentials: str) -> dict:
     return {t.name: t for t in available_tools(credentials)}
 
 
-def test_a_tool_is_offered_only_with_its_credentials() -> None:
+def test_it_a_tool_is_offered_only_with_its_credentials() -> None:
     assert _tools() == {}
     assert set(_tools(AGENTMAIL_API_KEY="k", AGENTMAIL_INBOX_ID="a@mail.test")) == {"send_email", "read_email"}
     assert set(_tools(TELNYX_API_KEY="k", TELNYX_PHONE_NUMBER="+15550001111")) == {"send_sms"}
@@ -133,7 +133,7 @@ def test_a_tool_is_offered_only_with_its_credentials() -> None:
 
 
 @responses.activate
-def test_send_and_read_email_speak_agentmail() -> None:
+def test_it_send_and_read_email_speak_agentmail() -> None:
     key = secrets.token_hex(12)
     responses.post(f"{AGENTMAIL}/inboxes/a@mail.test/messages/send", json={"message_id": "m1", "thread_id": "t1"})
     responses.get(f"{AGENTMAIL}/inboxes/a@mail.test/messages", json={"count": 1, "messages": [
@@ -151,7 +151,7 @@ def test_send_and_read_email_speak_agentmail() -> None:
 
 
 @responses.activate
-def test_send_sms_speaks_telnyx_and_errors_go_back_to_the_model() -> None:
+def test_it_send_sms_speaks_telnyx_and_errors_go_back_to_the_model() -> None:
     responses.post(f"{TELNYX}/messages", json={"data": {"id": "sms-1", "record_type": "message"}})
     responses.post(f"{TELNYX}/messages", status=422, json={"errors": [{"code": "40310", "title": "Invalid 'to' address"}]})
     tools = available_tools({"TELNYX_API_KEY": "k", "TELNYX_PHONE_NUMBER": "+15550001111", "TELNYX_API_URL": TELNYX,
@@ -167,7 +167,7 @@ def test_send_sms_speaks_telnyx_and_errors_go_back_to_the_model() -> None:
 
 
 @responses.activate
-def test_request_capability_calls_services_for_this_instance_with_its_token() -> None:
+def test_it_request_capability_calls_services_for_this_instance_with_its_token() -> None:
     token = secrets.token_hex(16)
     responses.post(f"{SERVICES}/provision/i1/email", json={"ok": True})
     responses.post(f"{SERVICES}/provision/i1/sms", status=403, json={"error": "sms is not granted to this claim"})

@@ -8,24 +8,18 @@ No Django and no database are involved.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.runtime.harness import REPO_ROOT, TOKEN, Runtime, RuntimeFactory, _free_port, _wait_for
+from tests.runtime.harness import TOKEN, Runtime, RuntimeFactory, _wait_for
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")

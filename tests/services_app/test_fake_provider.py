@@ -6,22 +6,23 @@ import requests
 
 from pool_app.models import Instance, InstanceStatus
 from pool_app.services import instance_claim, pool_tick
+from pool_app.services.claim import claim_spec
 from services_app import services
 from services_app.models import InstanceInfra
 from services_app.providers import get_provider
 from services_app.providers.base import InfraRef
 from services_app.providers.fake import FakeProvider
 
-pytestmark = pytest.mark.django_db(databases=["default", "pool", "services", "templates"], transaction=True)
+pytestmark = pytest.mark.django_db(databases=["default", "pool", "services", "templates"])
 
 
 @pytest.fixture
-def fake(settings) -> None:
+def fake(settings, pool_work_inline) -> None:
     settings.INFRA_PROVIDER = "fake"
     settings.FAKE_HEALTH_LATENCY_MS = 0
 
 
-def test_create_status_configure_reset_destroy_through_services(fake):
+def test_it_create_status_configure_reset_destroy_through_services(fake):
     assert isinstance(get_provider(), FakeProvider)
     created = services.instance_create(instance_id="fake0001")
     assert created["url"].endswith("/i/fake0001")
@@ -47,7 +48,7 @@ def test_create_status_configure_reset_destroy_through_services(fake):
     assert requests.get(f"{created['url']}/pool/health", timeout=5).status_code == 404
 
 
-def test_forgotten_instance_reads_removed_and_many_share_one_server(fake):
+def test_it_forgotten_instance_reads_removed_and_many_share_one_server(fake):
     urls = [services.instance_create(instance_id=f"fake{i:04d}")["url"] for i in range(2, 7)]
     assert len({u.rsplit("/i/", 1)[0] for u in urls}) == 1  # one server for all of them
     FakeProvider().destroy(InfraRef(instance_id="fake0002"))  # gone at the provider, still recorded
@@ -58,12 +59,12 @@ def test_forgotten_instance_reads_removed_and_many_share_one_server(fake):
         services.instance_destroy(instance_id=f"fake{i:04d}")
 
 
-def test_the_pool_fills_and_claims_on_fake_instances(fake, settings):
+def test_it_the_pool_fills_and_claims_on_fake_instances(fake, settings):
     settings.POOL_MIN_IDLE = 3
     assert pool_tick()["steps"]["top_up"]["created"] == 3
     pool_tick()
     assert Instance.objects.filter(status=InstanceStatus.IDLE).count() == 3
-    claim = instance_claim(agent_name="Fake agent", instructions="Hi.", actor="api")
+    claim = instance_claim(spec=claim_spec(agent_name="Fake agent", instructions="Hi."), actor="api")
     assert claim.invite_url.startswith("https://dev.convos.org/v2?i=")
     assert Instance.objects.get(pk=claim.instance_id).status == InstanceStatus.CLAIMED
     for instance_id in InstanceInfra.objects.using("services").values_list("instance_id", flat=True):

@@ -90,7 +90,7 @@ def test_it_creates_an_instance_with_everything_in_place_before_the_first_deploy
     assert ref.provider_state["deployment_id"] == first_deploy["id"]
 
 
-def test_a_configured_start_command_overrides_the_images_own(clock, fake):
+def test_it_a_configured_start_command_overrides_the_images_own(clock, fake):
     make_provider(clock, start_command="python -m runtime --verbose").create(instance_id="abc123", variables=VARIABLES)
     assert variables_of(fake, "serviceInstanceUpdate")["input"]["startCommand"] == "python -m runtime --verbose"
     (deploy,) = fake.service_of(next(iter(fake.projects)))["deployments"]

@@ -8,7 +8,7 @@ INSTANCE = "http://instance.test"
 
 
 @responses.activate
-def test_a_redirect_from_an_instance_is_an_error_and_is_not_followed():
+def test_it_a_redirect_from_an_instance_is_an_error_and_is_not_followed():
     responses.add(responses.GET, f"{INSTANCE}/convos/status", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data"})
     inside = responses.add(responses.GET, "http://169.254.169.254/latest/meta-data", body="secret")
     with pytest.raises(runtime_client.RuntimeCallError, match="redirect"):
@@ -17,7 +17,7 @@ def test_a_redirect_from_an_instance_is_an_error_and_is_not_followed():
 
 
 @responses.activate
-def test_a_health_check_answered_with_a_redirect_is_not_healthy():
+def test_it_a_health_check_answered_with_a_redirect_is_not_healthy():
     responses.add(responses.GET, f"{INSTANCE}/pool/health", status=301, headers={"Location": "http://elsewhere.test/pool/health"})
     elsewhere = responses.add(responses.GET, "http://elsewhere.test/pool/health", json={"ready": True})
     assert runtime_client.health(INSTANCE, timeout=5) is False

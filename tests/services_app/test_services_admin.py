@@ -7,7 +7,7 @@ from tests.conftest import ALL_DATABASES
 pytestmark = pytest.mark.django_db(databases=ALL_DATABASES)
 
 
-def test_no_services_row_can_be_deleted_from_admin(admin_client):
+def test_it_no_services_row_can_be_deleted_from_admin(admin_client):
     infra = InstanceInfra.objects.create(instance_id="rec000000001", provider="fake", secret_nonce="n", instance_services_token_hash="h")
     resource = InstanceService.objects.create(instance=infra, tool_id="email", resource_id="inbox@mail.test", status=ResourceStatus.ACTIVE)
     for url in (f"/admin/services_app/instanceinfra/{infra.pk}/delete/", f"/admin/services_app/instanceservice/{resource.pk}/delete/"):

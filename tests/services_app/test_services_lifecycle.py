@@ -56,7 +56,7 @@ def _deleted_keys(rsps) -> list[str]:
 
 
 @pytest.mark.django_db(databases=ALL_DATABASES)
-def test_a_creation_failing_at_the_volume_step_leaves_nothing_behind(railway, rsps):
+def test_it_a_creation_failing_at_the_volume_step_leaves_nothing_behind(railway, rsps):
     railway.fail("volumeCreate")
     with pytest.raises(ServicesError) as failed:
         facade.create_instance("vol0fail0001")
@@ -68,8 +68,9 @@ def test_a_creation_failing_at_the_volume_step_leaves_nothing_behind(railway, rs
     assert InstanceInfra.objects.count() == 0 and InstanceService.objects.count() == 0  # no row
 
 
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
-def test_a_teardown_past_a_failing_agentmail_finishes_at_the_next_tick(railway, rsps, settings):
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
+def test_it_a_teardown_past_a_failing_agentmail_finishes_at_the_next_tick(railway, rsps, settings):
     settings.POOL_MIN_IDLE = 0
     facade.create_instance("tear0down001")
     infra = InstanceInfra.objects.get(instance_id="tear0down001")
@@ -95,8 +96,9 @@ def test_a_teardown_past_a_failing_agentmail_finishes_at_the_next_tick(railway, 
     assert InstanceInfra.objects.count() == 0 and InstanceService.objects.count() == 0
 
 
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
-def test_the_pool_runs_a_full_cycle_on_railway(railway, rsps, settings, api):
+@pytest.mark.django_db(databases=ALL_DATABASES)
+@pytest.mark.usefixtures("pool_work_inline")
+def test_it_the_pool_runs_a_full_cycle_on_railway(railway, rsps, settings, api):
     settings.POOL_MIN_IDLE = 2
     provision = re.compile(r"https://.*\.up\.railway\.app/pool/provision")
     rsps.add(responses.POST, provision, json={"ok": True, "inviteUrl": "https://dev.convos.org/v2?i=rw", "conversationId": "c" * 32,
@@ -121,8 +123,8 @@ def test_the_pool_runs_a_full_cycle_on_railway(railway, rsps, settings, api):
     assert Instance.objects.get(pk=instance_id).status == S.DELETED
 
 
-@pytest.mark.django_db(databases=ALL_DATABASES, transaction=True)
-def test_a_tick_over_500_railway_instances_makes_one_status_call_per_page(railway, settings):
+@pytest.mark.django_db(databases=ALL_DATABASES)
+def test_it_a_tick_over_500_railway_instances_makes_one_status_call_per_page(railway, settings):
     settings.POOL_MIN_IDLE = 0
     settings.RAILWAY_PROJECTS_PAGE_SIZE = 50
     infras, rows = [], []
