@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "corsheaders",
     "convos",
     "pool_app",
     "services_app",
@@ -90,6 +91,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # As high as possible and before CommonMiddleware (its docs): a preflight must be answered
+    # before anything else can turn it into a redirect or an error without CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -205,6 +209,27 @@ POOL_OUTAGE_THRESHOLD = env.float("POOL_OUTAGE_THRESHOLD", default=0.5)
 POOL_OUTAGE_MIN_INSTANCES = env.int("POOL_OUTAGE_MIN_INSTANCES", default=3)
 XMTP_ENV = env.str("XMTP_ENV", default="dev")
 POOL_URL = env.str("POOL_URL", default="")
+# What this deployment reports on GET /version and /api/pool/info. The commit is what tells
+# deployments apart; Railway injects RAILWAY_GIT_COMMIT_SHA, other platforms can set GIT_SHA.
+POOL_VERSION = (env.str("POOL_VERSION", default="") or env.str("RAILWAY_GIT_COMMIT_SHA", default="")
+                or env.str("GIT_SHA", default="") or "dev")
+# This pool's own Railway service and branch (injected by Railway; empty elsewhere). Not the
+# instances' Railway settings below.
+POOL_GIT_BRANCH = env.str("RAILWAY_GIT_BRANCH", default="")
+POOL_RAILWAY_SERVICE_ID = env.str("RAILWAY_SERVICE_ID", default="")
+# The runtime kind the pool's instances run (what their /pool/health reports as `runtime`).
+POOL_RUNTIME_KIND = env.str("POOL_RUNTIME_KIND", default="convos-python")
+
+# --- CORS (django-cors-headers) -----------------------------------------------------------------
+# Browsers on these origins may call the pool API (e.g. a landing page on another domain reading
+# /api/pool/counts). Empty: no cross-origin access at all.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+# Only the pool API: admin and the services API (instance tokens, provider keys) are never
+# readable cross-origin, whatever the origin list says.
+CORS_URLS_REGEX = r"^/api/pool/"
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "idempotency-key"]
+# Response headers a cross-origin client needs to read: a replayed claim, a throttled request.
+CORS_EXPOSE_HEADERS = ["Idempotent-Replayed", "Retry-After"]
 
 # --- Services -----------------------------------------------------------------------------------
 SERVICES_API_KEY = _secret("SERVICES_API_KEY")
