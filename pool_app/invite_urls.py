@@ -1,24 +1,13 @@
-"""Convos invite URLs: `https://dev.convos.org/v2?i=<slug>` (dev, staging) and
-`https://popup.convos.org/v2?i=<slug>` (production)."""
+"""The pool's door to the invite rule, which runtime/invites.py owns (the runtime must apply the
+same rule and its image ships runtime/ alone): a joinUrl as this pool's instances will join it."""
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from runtime.invites import InvalidInvite, parse_invite
 
-HOSTS = {"dev.convos.org": "dev", "popup.convos.org": "production"}
-
-
-def environment_of(xmtp_env: str) -> str:
-    return "production" if xmtp_env == "production" else "dev"
+__all__ = ["InvalidInvite", "normalize_join_url"]
 
 
-def join_url_problem(url: str, *, xmtp_env: str) -> str | None:
-    """Why `url` cannot be joined by instances of this pool, or None if it can."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" or parts.hostname not in HOSTS or parts.path.rstrip("/") != "/v2":
-        return "Must be a Convos invite URL like https://dev.convos.org/v2?i=..."
-    if not parse_qs(parts.query).get("i", [""])[0]:
-        return "Invite URL has no invite code (?i=...)"
-    url_env, pool_env = HOSTS[parts.hostname], environment_of(xmtp_env)
-    if url_env != pool_env:
-        return f"Invite belongs to the Convos {url_env} environment; this pool serves {pool_env}"
-    return None
+def normalize_join_url(value: str, *, xmtp_env: str) -> str:
+    """The canonical link (what the instance joins and the duplicate-join check compares), or
+    InvalidInvite, a 400 saying why, for a link that instances on `xmtp_env` cannot join."""
+    return parse_invite(value, xmtp_env=xmtp_env).url

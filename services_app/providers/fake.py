@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from runtime.config import INVITE_HOSTS
+from runtime.invites import invite_url
 from runtime.validation import ValidationError, validate_provision
 from services_app.providers.base import DeployState, InfraRef, ProviderError
 
@@ -175,7 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _provision(self, instance: _FakeInstance, body: Any) -> None:
         try:
-            request = validate_provision(body)
+            # The instance's own environment decides which invites it takes, as on the real runtime.
+            request = validate_provision(body, xmtp_env=instance.xmtp_env)
         except ValidationError as exc:
             self._send(400, {"error": str(exc)})
             return
@@ -189,12 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
                 instance.instructions = request.instructions  # failed half-way: left dirty
                 self._send(500, {"error": "provision failed"})
                 return
-            host = INVITE_HOSTS.get(instance.xmtp_env, INVITE_HOSTS["dev"])
             joined = request.join_url is not None
             instance.instructions = request.instructions
             instance.binding = {
                 "conversationId": secrets.token_hex(16),
-                "inviteUrl": request.join_url or f"https://{host}/v2?i={secrets.token_urlsafe(16)}",
+                "inviteUrl": request.join_url or invite_url(secrets.token_urlsafe(16), xmtp_env=instance.xmtp_env),
                 "joined": joined,
                 "status": "joined" if joined else "created",
             }
