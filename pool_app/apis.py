@@ -5,6 +5,7 @@ import time
 
 from django.conf import settings
 from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,8 +15,9 @@ from convos.serializer_fields import StrictBooleanField, StrictCharField
 from convos.parsers import json_object_body
 from runtime import limits
 from pool_app import selectors
-from pool_app.invite_urls import join_url_problem
-from pool_app.models import Actor
+from pool_app.invite_urls import InvalidInvite, normalize_join_url
+from pool_app.auth import InstanceTokenAuthentication
+from pool_app.models import Actor, RuntimeKind
 from pool_app.qr import qr_data_url
 from pool_app.services import instance_claim
 from pool_app.services.claim import claim_spec
@@ -44,12 +46,15 @@ class InstanceOutputSerializer(serializers.Serializer):
 
 
 def _join_url(value: str | None) -> str | None:
-    """A joinUrl the pool's instances can join (an invite of its own Convos environment), or None."""
-    if value:
-        problem = join_url_problem(value, xmtp_env=settings.XMTP_ENV)
-        if problem:
-            raise serializers.ValidationError(problem)
-    return value or None
+    """The canonical form of a joinUrl the pool's instances can join, or None. Canonical, so that the
+    duplicate-join check and the instance see one spelling of one invite; a bad link is a 400 here,
+    not a 502 from the instance after an instance was taken."""
+    if not value:
+        return None
+    try:
+        return normalize_join_url(value, xmtp_env=settings.XMTP_ENV)
+    except InvalidInvite as exc:
+        raise serializers.ValidationError(str(exc)) from None
 
 
 class ClaimOutputSerializer(serializers.Serializer):
@@ -72,20 +77,29 @@ class ClaimOutputSerializer(serializers.Serializer):
 
 class PoolClaimApi(APIView):
     class InputSerializer(serializers.Serializer):
-        # Without a template both are required; with one they override the template's.
-        agentName = StrictCharField(max_length=limits.AGENT_NAME_MAX, trim_whitespace=True, required=False)
+        # Both optional as in production (defaults "Assistant" and "You are a helpful AI
+        # assistant."); with a template they override the template's.
+        agentName = StrictCharField(max_length=limits.AGENT_NAME_MAX, trim_whitespace=True, required=False, allow_blank=True)
         instructions = StrictCharField(max_length=limits.INSTRUCTIONS_MAX, allow_blank=True, trim_whitespace=False, required=False)
         joinUrl = StrictCharField(max_length=limits.JOIN_URL_MAX, required=False, allow_null=True, allow_blank=True)
         templateId = StrictCharField(max_length=64, required=False, allow_null=True, allow_blank=True)
         model = StrictCharField(max_length=limits.MODEL_NAME_MAX, required=False, allow_null=True, allow_blank=True)
         userConfig = serializers.DictField(required=False, allow_null=True)
+        # Production's claim fields: the image and metadata go to the agent's Convos profile,
+        # `source` is recorded, `runtime` picks the kind of instance.
+        profileImage = serializers.URLField(max_length=limits.PROFILE_IMAGE_MAX, required=False, allow_null=True, allow_blank=True)
+        metadata = serializers.DictField(child=StrictCharField(max_length=limits.METADATA_VALUE_MAX, allow_blank=True, trim_whitespace=False),
+                                         required=False, allow_null=True)
+        source = StrictCharField(max_length=limits.SOURCE_MAX, required=False, allow_null=True, allow_blank=True)
+        runtime = serializers.ChoiceField(choices=RuntimeKind.values, required=False, allow_null=True)
 
-        def validate(self, data: dict) -> dict:
-            if not data.get("templateId"):
-                missing = {name: "This field is required." for name in ("agentName", "instructions") if name not in data}
-                if missing:
-                    raise serializers.ValidationError(missing)
-            return data
+        def validate_metadata(self, value: dict | None) -> dict | None:
+            if value and len(value) > limits.METADATA_KEYS_MAX:
+                raise serializers.ValidationError(f"At most {limits.METADATA_KEYS_MAX} keys")
+            for key in value or {}:
+                if not key or len(key) > limits.METADATA_KEY_MAX:
+                    raise serializers.ValidationError(f"Keys are 1 to {limits.METADATA_KEY_MAX} characters")
+            return value
 
         def validate_joinUrl(self, value: str | None) -> str | None:
             return _join_url(value)
@@ -103,6 +117,8 @@ class PoolClaimApi(APIView):
             viewer=request.user, template_id=v.get("templateId") or None, agent_name=v.get("agentName"),
             instructions=v.get("instructions"), model=v.get("model") or None, join_url=v.get("joinUrl"),
             user_config=v.get("userConfig"), owner_id=request.user.owner_id or "",
+            profile_image=v.get("profileImage") or None, metadata=v.get("metadata"), source=v.get("source") or "",
+            runtime=v.get("runtime") or None,
         )
         result = instance_claim(spec=spec, actor=Actor.API, idempotency_key=key or None, owner_key=request.user.name)
         response = Response(ClaimOutputSerializer(result).data)
@@ -203,3 +219,29 @@ class InstanceRecheckApi(APIView):
 
     def post(self, request: Request, instance_id: str) -> Response:
         return Response(InstanceOutputSerializer(operations.instance_recheck(instance_id=instance_id, actor=Actor.API)).data)
+
+
+class _InstanceApi(APIView):
+    """Routes an instance calls about itself, with its own services token."""
+
+    authentication_classes = [InstanceTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+
+class PendingAcceptanceCompleteApi(_InstanceApi):
+    def post(self, request: Request) -> Response:
+        json_object_body(request, optional=True)
+        instance = operations.pending_acceptance_complete(instance_id=request.user.instance_id, actor=Actor.INSTANCE)
+        return Response({"ok": True, "instanceId": instance.pk, "status": instance.status})
+
+
+class PendingAcceptanceFailApi(_InstanceApi):
+    class InputSerializer(serializers.Serializer):
+        reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=json_object_body(request, optional=True))
+        data.is_valid(raise_exception=True)
+        instance = operations.pending_acceptance_fail(instance_id=request.user.instance_id, reason=data.validated_data["reason"],
+                                                      actor=Actor.INSTANCE)
+        return Response({"ok": True, "instanceId": instance.pk, "status": instance.status})

@@ -12,8 +12,11 @@ import hmac
 from django.conf import settings
 from rest_framework import authentication, exceptions, throttling
 
+from dataclasses import dataclass
+
 from convos.auth import OPERATOR, ApiPrincipal, bearer_token
 from pool_app.services.api_clients import api_client_for_key
+from services_app import facade as services
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -58,3 +61,40 @@ class ClientRateThrottle(throttling.SimpleRateThrottle):
 
     def get_cache_key(self, request, view) -> str | None:
         return self.cache_format % {"scope": self.scope, "ident": request.user.client_id}
+
+
+@dataclass(frozen=True)
+class InstanceCaller:
+    """An instance calling the pool about itself, with its own services token."""
+
+    instance_id: str
+    is_operator: bool = False
+    owner_id: None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def name(self) -> str:
+        return f"instance:{self.instance_id}"
+
+
+class InstanceTokenAuthentication(authentication.BaseAuthentication):
+    """The instance's services token (INSTANCE_SERVICES_TOKEN), checked by services, which holds
+    only its hash."""
+
+    def authenticate(self, request):  # type: ignore[override]
+        token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+        if token is None:
+            return None
+        try:
+            instance_id = services.instance_for_token(token)
+        except services.ServicesError as exc:
+            raise exceptions.AuthenticationFailed(f"The token could not be checked: {exc.message}") from exc
+        if instance_id is None:
+            raise exceptions.AuthenticationFailed("Invalid instance token")
+        return InstanceCaller(instance_id=instance_id), None
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="convos-pool-instances"'

@@ -46,6 +46,15 @@ CLAIMED_STATUSES = frozenset(
 )
 
 
+class RuntimeKind(models.TextChoices):
+    """What an instance runs (its /pool/health `runtime`): this project's runtime, or the production
+    image's two kinds. A claim's `runtime` picks among them."""
+
+    CONVOS_PYTHON = "convos-python", "convos-python"
+    OPENCLAW = "openclaw", "openclaw"
+    HERMES = "hermes", "hermes"
+
+
 # Statuses in which an instance holds its joinUrl: one owner for the partial unique index below
 # and for the claim's duplicate check.
 HOLDS_JOIN_URL_STATUSES = (InstanceStatus.CLAIMING, InstanceStatus.CLAIMED, InstanceStatus.PENDING_ACCEPTANCE)
@@ -83,6 +92,11 @@ class Instance(models.Model):
     conversation_id = models.CharField(max_length=128, blank=True, default="")
     invite_url = models.URLField(max_length=500, blank=True, default="")
     template_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    runtime_kind = models.CharField(max_length=32, choices=RuntimeKind.choices, default=RuntimeKind.CONVOS_PYTHON)
+    # What a production client sends with a claim, kept for the record (the instance got them too).
+    source = models.CharField(max_length=limits.SOURCE_MAX, blank=True, default="")
+    profile_image = models.URLField(max_length=limits.PROFILE_IMAGE_MAX, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
     owner_id = models.CharField(max_length=200, blank=True, default="", db_index=True)
     parent_instance = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="clones")
     protected = models.BooleanField(default=False, help_text="Never claimed, drained or destroyed by the pool.")

@@ -40,14 +40,16 @@ def reconcile_claim(*, current: str, recorded_conversation: str, reported: dict)
     and the conversation id to record. Only the claim statuses move here:
 
     - pending_acceptance -> claimed once the owner accepted (`pending` false, a conversation);
+    - pending_acceptance -> tainted when the instance no longer waits and holds no conversation
+      (the join failed, or the instance lost its binding): production's rule;
     - claimed -> tainted when the instance reports another conversation than the one recorded,
       or none at all (it was reset or lost its binding);
     - tainted -> claimed when it reports the recorded conversation again.
     """
     conversation = reported.get("conversationId") or ""
     if current == S.PENDING_ACCEPTANCE:
-        if reported.get("pending") is False and conversation:
-            return S.CLAIMED, conversation
+        if reported.get("pending") is False:
+            return (S.CLAIMED, conversation) if conversation else (S.TAINTED, recorded_conversation)
         return current, recorded_conversation
     if current in (S.CLAIMED, S.TAINTED) and recorded_conversation:
         return (S.CLAIMED if conversation == recorded_conversation else S.TAINTED), recorded_conversation

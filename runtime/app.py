@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from runtime import __version__
+from runtime import __version__, pool_notify
 from runtime.config import ConfigError, load_config
 from runtime.files import atomic_write_text
 from runtime.server import RuntimeHTTPServer
@@ -94,8 +94,8 @@ def _wire(state: RuntimeState, channel, agent: Agent) -> None:
         while True:
             time.sleep(_PENDING_CHECK_S)
             binding = state.binding()
-            if binding and binding.get("status") == "pending_acceptance":
-                state.resolve_pending()
+            if binding and binding.get("status") == "pending_acceptance" and state.resolve_pending():
+                pool_notify.pending_join_resolved(state.credentials(), accepted=True)
 
     threading.Thread(target=watch_pending, name="pending-join-watch", daemon=True).start()
 

@@ -316,7 +316,7 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
             raise HttpError(503, "runtime is not ready")
         body = self._read_json_body(optional=False)
         try:
-            request = validate_provision(body)
+            request = validate_provision(body, xmtp_env=self.server.config.xmtp_env)
         except ValidationError as exc:
             raise HttpError(400, str(exc)) from None
         try:
@@ -342,7 +342,7 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         if isinstance(body, dict):
             body = {k: v for k, v in body.items() if k != "joinUrl"}
         try:
-            request = validate_provision(body)
+            request = validate_provision(body, xmtp_env=self.server.config.xmtp_env)
         except ValidationError as exc:
             raise HttpError(400, str(exc)) from None
         self._send_json(200, {"ok": True, "status": self.server.state.update_identity(request)})

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from runtime import identity_md
 from runtime.channels.base import Bound, Channel, ChannelError
@@ -178,9 +177,7 @@ class RuntimeState:
             try:
                 if request.join_url is None:
                     bound = self.channel.create(name=request.agent_name, profile_name=request.agent_name)
-                else:
-                    if urlsplit(request.join_url).hostname not in (self._config.invite_host, None, "convos.app"):
-                        logger.warning("joinUrl host does not match XMTP_ENV=%s; joining anyway", self._config.xmtp_env)
+                else:  # already the canonical invite of this environment (runtime/invites.py)
                     bound = self.channel.join(invite_url=request.join_url, profile_name=request.agent_name,
                                               profile_image=request.profile_image, metadata=request.metadata)
             except ChannelError as exc:
@@ -210,6 +207,7 @@ class RuntimeState:
             "agentName": request.agent_name,
             "profileImage": request.profile_image,
             "metadata": request.metadata,
+            "model": request.model,
             "xmtpEnv": self._config.xmtp_env,
             "channel": self.channel.name,
         }
@@ -255,7 +253,7 @@ class RuntimeState:
 
     def model(self) -> str | None:
         binding = self.binding() or {}
-        return (binding.get("metadata") or {}).get("model") or self._config.primary_model
+        return binding.get("model") or (binding.get("metadata") or {}).get("model") or self._config.primary_model
 
     def identity_text(self) -> str:
         return self._read_identity_md() or ""
@@ -272,6 +270,8 @@ class RuntimeState:
             if binding is not None:
                 binding["agentName"] = request.agent_name
                 binding["metadata"] = {**(binding.get("metadata") or {}), **request.metadata}
+                if request.model:
+                    binding["model"] = request.model
                 atomic_write_json(self.binding_path, binding)
             logger.info("identity updated")
             return self._status_unlocked()

@@ -12,15 +12,12 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from runtime.config import INVITE_HOSTS
-from runtime.limits import AGENT_NAME_MAX, CREDENTIAL_VALUE_MAX, INSTRUCTIONS_MAX
+from runtime.config import load_config
+from runtime.invites import InvalidInvite, parse_invite
+from runtime.limits import AGENT_NAME_MAX, CREDENTIAL_VALUE_MAX, INSTRUCTIONS_MAX, MODEL_NAME_MAX
 
 logger = logging.getLogger(__name__)
-
-INVITE_PATH = "/v2"
-_INVITE_HOSTS = frozenset(INVITE_HOSTS.values())
 
 
 class ValidationError(ValueError):
@@ -35,22 +32,8 @@ class ProvisionRequest:
     instructions: str = field(repr=False)
     join_url: str | None = field(default=None, repr=False)
     profile_image: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-def is_invite_url(value: str) -> bool:
-    """True for ``https://{dev,popup}.convos.org/v2?i=<slug>``."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    if parts.scheme != "https" or parts.hostname not in _INVITE_HOSTS:
-        return False
-    # Reject userinfo/port tricks such as https://dev.convos.org@evil.example/.
-    if parts.netloc != parts.hostname or parts.path != INVITE_PATH:
-        return False
-    slugs = parse_qs(parts.query).get("i", [])
-    return len(slugs) == 1 and bool(slugs[0].strip())
+    metadata: dict[str, str] = field(default_factory=dict)  # published into the agent's Convos profile
+    model: str | None = None  # the LLM for this claim: its own field, never in the public metadata
 
 
 def _optional(body: dict[str, Any], name: str) -> Any:
@@ -58,7 +41,10 @@ def _optional(body: dict[str, Any], name: str) -> Any:
     return body.get(name)
 
 
-def validate_provision(body: Any) -> ProvisionRequest:
+def validate_provision(body: Any, *, xmtp_env: str | None = None) -> ProvisionRequest:
+    """The request, with joinUrl in its canonical form (runtime/invites.py, the rule the pool
+    applies too). `xmtp_env` defaults to this process's own: the runtime's Config is loaded from
+    the same environment (runtime/app.py)."""
     if not isinstance(body, dict):
         raise ValidationError("body", "must be a JSON object")
 
@@ -86,12 +72,10 @@ def validate_provision(body: Any) -> ProvisionRequest:
     if join_url is not None:
         if not isinstance(join_url, str):
             raise ValidationError("joinUrl", "must be a string")
-        if not is_invite_url(join_url):
-            raise ValidationError(
-                "joinUrl",
-                "must be a Convos invite URL like https://dev.convos.org/v2?i=... "
-                "or https://popup.convos.org/v2?i=...",
-            )
+        try:
+            join_url = parse_invite(join_url, xmtp_env=xmtp_env or load_config().xmtp_env).url
+        except InvalidInvite as exc:
+            raise ValidationError("joinUrl", f"is refused: {exc}") from None
 
     profile_image = _optional(body, "profileImage")
     if profile_image is not None and not isinstance(profile_image, str):
@@ -105,13 +89,19 @@ def validate_provision(body: Any) -> ProvisionRequest:
     for value in metadata.values():
         if not isinstance(value, str):
             raise ValidationError("metadata", "values must be strings")
+    metadata = dict(metadata)
+    # An older pool sent the model in the metadata: take it out, it is not for the profile.
+    model = _optional(body, "model") or metadata.pop("model", None)
+    if model is not None and (not isinstance(model, str) or len(model) > MODEL_NAME_MAX):
+        raise ValidationError("model", f"must be a string of at most {MODEL_NAME_MAX} characters")
 
     return ProvisionRequest(
         agent_name=agent_name,
         instructions=instructions,
         join_url=join_url,
         profile_image=profile_image,
-        metadata=dict(metadata),
+        metadata=metadata,
+        model=model or None,
     )
 
 

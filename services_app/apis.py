@@ -87,6 +87,9 @@ class ConfigureApi(_ServicesApi):
         joinUrl = StrictCharField(max_length=500, required=False, allow_null=True, allow_blank=True)
         update = StrictBooleanField(required=False, default=False)
         selfProvisionTools = serializers.ListField(child=StrictCharField(max_length=32), required=False, default=list, max_length=32)
+        profileImage = StrictCharField(max_length=limits.PROFILE_IMAGE_MAX, required=False, allow_null=True, allow_blank=True)
+        metadata = serializers.DictField(child=StrictCharField(max_length=limits.METADATA_VALUE_MAX, allow_blank=True),
+                                         required=False, default=dict)
 
     def post(self, request: Request, instance_id: str) -> Response:
         data = self.InputSerializer(data=json_object_body(request))
@@ -95,7 +98,7 @@ class ConfigureApi(_ServicesApi):
         return Response(services.instance_configure(
             instance_id=instance_id, agent_name=v["agentName"], instructions=v["instructions"],
             model=v.get("model") or None, join_url=v.get("joinUrl") or None, update=v["update"],
-            self_provision_tools=v["selfProvisionTools"],
+            self_provision_tools=v["selfProvisionTools"], profile_image=v.get("profileImage") or None, metadata=v["metadata"],
         ))
 
 
@@ -119,6 +122,18 @@ class ChatApi(_ServicesApi):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         return Response(services.instance_chat(instance_id=instance_id, text=v["text"], sender_name=v["senderName"]))
+
+
+class InstanceForTokenApi(_ServicesApi):
+    """Which instance holds this services token (the pool authenticates instances through it)."""
+
+    class InputSerializer(serializers.Serializer):
+        token = StrictCharField(max_length=200)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=json_object_body(request))
+        data.is_valid(raise_exception=True)
+        return Response({"instanceId": services.instance_for_token(token=data.validated_data["token"])})
 
 
 class ConvosStatusApi(_ServicesApi):

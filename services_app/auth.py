@@ -14,9 +14,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 
 from convos.auth import bearer_token
-from services_app import instance_secrets
-from services_app.db import DB
-from services_app.models import InstanceInfra
+from services_app.services.infra import instance_for_token
 
 
 @dataclass(frozen=True)
@@ -43,14 +41,9 @@ class ServicesAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
         if hmac.compare_digest(token.encode(), settings.SERVICES_API_KEY.encode()):
             return ServicesCaller(name="pool"), None
-        infra = (
-            InstanceInfra.objects.using(DB)
-            .filter(instance_services_token_hash=instance_secrets.token_hash(token), torn_down_at=None)
-            .only("instance_id")
-            .first()
-        )
-        if infra is not None:
-            return ServicesCaller(name=f"instance:{infra.instance_id}", instance_id=infra.instance_id), None
+        instance_id = instance_for_token(token=token)
+        if instance_id is not None:
+            return ServicesCaller(name=f"instance:{instance_id}", instance_id=instance_id), None
         raise exceptions.AuthenticationFailed("Invalid services token")
 
     def authenticate_header(self, request) -> str:

@@ -18,7 +18,7 @@ from services_app.signals import self_provision_requested
 
 __all__ = [
     "deploy_states", "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "chat", "reset",
-    "redeploy", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
+    "redeploy", "instance_for_token", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
 ]
 
 
@@ -66,17 +66,19 @@ def status_batch(instance_ids: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def configure(instance_id: str, *, agent_name: str, instructions: str, join_url: str | None = None,
-              model: str | None = None, update: bool = False, self_provision_tools: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+              model: str | None = None, update: bool = False, self_provision_tools: tuple[str, ...] | list[str] = (),
+              profile_image: str | None = None, metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """POST /configure/:instanceId -> {ok, conversationId, inviteUrl, joined, status}
 
     `update`: push a new name and instructions to an instance that is already bound (template sync).
     `self_provision_tools`: what the bound instance may then provision for itself."""
     if _remote():
         body = {"agentName": agent_name, "instructions": instructions, "joinUrl": join_url, "model": model, "update": update,
-                "selfProvisionTools": list(self_provision_tools)}
+                "selfProvisionTools": list(self_provision_tools), "profileImage": profile_image, "metadata": metadata or {}}
         return http_client.call("POST", f"configure/{_q(instance_id)}", body)
     return _local().instance_configure(instance_id=instance_id, agent_name=agent_name, instructions=instructions,
-                                       join_url=join_url, model=model, update=update, self_provision_tools=self_provision_tools)
+                                       join_url=join_url, model=model, update=update, self_provision_tools=self_provision_tools,
+                                       profile_image=profile_image, metadata=metadata)
 
 
 def convos_status(instance_id: str) -> dict[str, Any]:
@@ -98,6 +100,13 @@ def reset(instance_id: str) -> dict[str, Any]:
     if _remote():
         return http_client.call("POST", f"reset/{_q(instance_id)}", {})
     return _local().instance_reset(instance_id=instance_id)
+
+
+def instance_for_token(token: str) -> str | None:
+    """POST /instance-for-token {token} -> {instanceId}: the live instance holding this services token."""
+    if _remote():
+        return http_client.call("POST", "instance-for-token", {"token": token}).get("instanceId")
+    return _local().instance_for_token(token=token)
 
 
 def redeploy(instance_id: str) -> dict[str, bool]:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("convos-status/<id:instance_id>", apis.ConvosStatusApi.as_view()),
     path("chat/<id:instance_id>", apis.ChatApi.as_view()),
     path("registry", apis.RegistryApi.as_view()),
+    path("instance-for-token", apis.InstanceForTokenApi.as_view()),
     path("check-user-config/<id:tool_id>", apis.CheckUserConfigApi.as_view()),
     path("teardown/retry", apis.TeardownRetryApi.as_view()),
     path("providers", apis.ProviderStatusApi.as_view()),

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from convos.auth import OPERATOR
 from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
-from pool_app.models import HOLDS_JOIN_URL_STATUSES, Instance, InstanceStatus
+from pool_app.invite_urls import InvalidInvite, normalize_join_url
+from pool_app.models import HOLDS_JOIN_URL_STATUSES, Instance, InstanceStatus, RuntimeKind
 from pool_app.services.idempotency import claim_once
 from pool_app.services.recovery import claim_recover, late_claim_recover
 from templates_app.selectors import template_get  # templates are resolved through their own app
@@ -24,6 +25,9 @@ from services_app import facade as services
 
 logger = logging.getLogger(__name__)
 from pool_app.db import DB
+# Production's defaults for a claim that names neither (its landing page sends only a joinUrl).
+DEFAULT_AGENT_NAME = "Assistant"
+DEFAULT_INSTRUCTIONS = "You are a helpful AI assistant."
 _RESERVE_ATTEMPTS = 5
 _BOUND_RETRIES = 3
 
@@ -56,6 +60,11 @@ class ClaimSpec:
     parent_instance_id: str | None = None
     # What the claimed instance may then provision for itself with its own token.
     self_provision_tools: tuple[str, ...] = ()
+    # What production's clients send: passed to the instance (image, metadata) and recorded.
+    profile_image: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    runtime: str | None = None  # claim only instances of this runtime kind
 
 
 def claim_spec(
@@ -69,10 +78,20 @@ def claim_spec(
     user_config: dict[str, Any] | None = None,
     owner_id: str = "",
     parent_instance_id: str | None = None,
+    profile_image: str | None = None,
+    metadata: dict[str, str] | None = None,
+    source: str = "",
+    runtime: str | None = None,
 ) -> ClaimSpec:
     """Resolve the template (404 when the viewer cannot see it), apply the claim's own values, and
     check the model override and the user's credentials for the template's user tools (400 naming
     the field). Nothing here touches an instance."""
+    if join_url:
+        # Here too, not only in the API's serializer: the CLI and clones enter through this door.
+        try:
+            join_url = normalize_join_url(join_url, xmtp_env=settings.XMTP_ENV)
+        except InvalidInvite as exc:
+            raise Invalid(f"joinUrl: {exc}", field="joinUrl") from None
     pool_tools: tuple[str, ...] = ()
     user_tools: tuple[str, ...] = ()
     if template_id:
@@ -86,8 +105,12 @@ def claim_spec(
         instructions = template.instructions if instructions is None else instructions
         pool_tools = tuple(t["id"] for t in template.tools if t.get("provisioning") == "pool")
         user_tools = tuple(t["id"] for t in template.tools if t.get("provisioning") == "user")
-    if not agent_name:
-        raise Invalid("agentName: required (or a templateId whose template names the agent)", field="agentName")
+    # Production's defaults (its landing page sends only a joinUrl), and never "" instructions to
+    # an instance: it would run with no persona at all.
+    agent_name = agent_name or DEFAULT_AGENT_NAME
+    instructions = instructions or DEFAULT_INSTRUCTIONS
+    if runtime is not None and runtime not in RuntimeKind.values:
+        raise Invalid(f"runtime: must be one of {', '.join(RuntimeKind.values)}", field="runtime")
     if pool_tools:
         # A tool removed or switched off since the template was saved fails here, not half-way.
         registry = {tool["toolId"]: tool for tool in services.registry()}
@@ -106,11 +129,12 @@ def claim_spec(
         except services.ServicesError as exc:
             raise Invalid(f"userConfig: {exc.message}", field="userConfig") from None
     return ClaimSpec(
-        agent_name=agent_name, instructions=instructions or "", join_url=join_url, model=model, template_id=template_id or "",
+        agent_name=agent_name, instructions=instructions, join_url=join_url, model=model, template_id=template_id or "",
         pool_tools=pool_tools, user_tools=user_tools, user_config=user_config if user_tools else None,
         owner_id=owner_id, parent_instance_id=parent_instance_id,
         # A template grants exactly its pool tools; a claim without one, the operator's allow list.
         self_provision_tools=pool_tools if template_id else tuple(settings.SELF_PROVISION_TOOLS),
+        profile_image=profile_image or None, metadata=dict(metadata or {}), source=source or "", runtime=runtime,
     )
 
 
@@ -143,7 +167,8 @@ class ClaimResult:
                    replayed=replayed)
 
 
-def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[str] = frozenset()) -> Instance | None:
+def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[str] = frozenset(),
+                           runtime: str | None = None) -> Instance | None:
     """Move the oldest claimable idle instance to `claiming` and return it (None: nothing idle).
 
     On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets concurrent claims pick different rows without
@@ -155,6 +180,8 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     for attempt in range(_RESERVE_ATTEMPTS):
         with transaction.atomic(using=DB):
             idle = Instance.objects.using(DB).claimable(skip=skip)
+            if runtime:
+                idle = idle.filter(runtime_kind=runtime)
             candidate = idle.select_for_update(skip_locked=True).order_by("created_at").first()
             if candidate is None:
                 # Every idle row may be locked for an instant by another claim's reservation:
@@ -188,7 +215,8 @@ def _provision(instance_id: str, spec: ClaimSpec, provisioned: list[tuple[str, s
     the template's tools and the user's credentials go to it; each one given is appended to
     `provisioned`, so the caller can take them back if the claim does not complete."""
     answer = services.configure(instance_id, agent_name=spec.agent_name, instructions=spec.instructions,
-                                join_url=spec.join_url, model=spec.model, self_provision_tools=spec.self_provision_tools)
+                                join_url=spec.join_url, model=spec.model, self_provision_tools=spec.self_provision_tools,
+                                profile_image=spec.profile_image, metadata=dict(spec.metadata) or None)
     for tool_id in spec.pool_tools:
         _within(deadline, f"giving {tool_id}")
         provisioned.append((tool_id, services.provision_tool(instance_id, tool_id)["resourceId"]))
@@ -230,9 +258,11 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
     while True:
         if tried and time.monotonic() > deadline:
             raise UpstreamFailed("The claim ran past its deadline; retry", code="claim_deadline")
-        instance = _reserve_idle_instance(actor=actor, join_url=join_url, skip=frozenset(tried))
+        instance = _reserve_idle_instance(actor=actor, join_url=join_url, skip=frozenset(tried), runtime=spec.runtime)
         if instance is None:
-            raise Unavailable("No idle instance is available right now; the pool is refilling, retry shortly", code="no_idle_instance")
+            of_kind = f" of runtime {spec.runtime}" if spec.runtime else ""
+            raise Unavailable(f"No idle instance{of_kind} is available right now; the pool is refilling, retry shortly",
+                              code="no_idle_instance")
         started = time.perf_counter()
         provisioned: list[tuple[str, str]] = []
         try:
@@ -265,6 +295,7 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
         conversation_id=answer.get("conversationId") or "", invite_url=answer.get("inviteUrl") or "",
         owner_id=spec.owner_id, claimed_at=now, last_error="", template_id=spec.template_id,
         template_synced_at=now if spec.template_id else None, parent_instance_id=spec.parent_instance_id,
+        source=spec.source, profile_image=spec.profile_image or "", metadata=spec.metadata,
     )
     if not claimed:
         # Only the tick's recovery of a claim older than CLAIM_TIMEOUT_MS moves a `claiming`

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,7 +29,8 @@ def instances_create(*, count: int, actor: str, concurrency: int) -> list[str]:
     if count <= 0:
         return []
     now = timezone.now()
-    rows = [Instance(status=InstanceStatus.STARTING, deploy_status=CREATING, unhealthy_since=now) for _ in range(count)]
+    rows = [Instance(status=InstanceStatus.STARTING, deploy_status=CREATING, unhealthy_since=now, runtime_kind=settings.POOL_RUNTIME_KIND)
+            for _ in range(count)]
     with transaction.atomic(using=DB):
         Instance.objects.using(DB).bulk_create(rows)
         record_events(instance_ids=[r.pk for r in rows], from_status="", to_status=InstanceStatus.STARTING, reason="created", actor=actor)

@@ -16,7 +16,7 @@ from convos.errors import Conflict, NotFound, UpstreamFailed
 from pool_app.config import pool_config
 from pool_app.models import Instance, InstanceStatus
 from pool_app.services.fleet import instance_destroy, instances_create
-from pool_app.services.tick import Outage, observe  # the tick's own observation, for one instance
+from pool_app.services.tick import Outage, apply_reported_binding, observe  # the tick's own observation, for one instance
 from pool_app.transitions import record_event, transition
 from services_app import facade as services
 
@@ -151,6 +151,36 @@ def instance_chat(*, instance_id: str, text: str, actor: str, sender_name: str =
         if exc.status_code == 409:
             raise Conflict(exc.message, code=exc.code) from exc
         raise UpstreamFailed(exc.message, code=exc.code) from exc
+
+
+def pending_acceptance_complete(*, instance_id: str, actor: str) -> Instance:
+    """The instance says the owner accepted its pending join: check what it holds now (its own
+    `/convos/status`, the tick's rule) instead of waiting for the next tick."""
+    instance = _pending(instance_id)
+    try:
+        reported = services.convos_status(instance_id)
+    except services.ServicesError as exc:
+        raise UpstreamFailed(exc.message, code="status_failed") from exc
+    if apply_reported_binding(instance, reported, actor=actor) is None and reported.get("pending"):
+        raise Conflict(f"Instance {instance_id} still reports its join as pending", code="still_pending")
+    return _get(instance_id)
+
+
+def pending_acceptance_fail(*, instance_id: str, reason: str, actor: str) -> Instance:
+    """The instance says its pending join failed: it holds no conversation of its claim, so it is
+    `tainted` (an operator, or the claim's owner, decides what happens next)."""
+    _pending(instance_id)
+    if not transition(instance_id, from_status=InstanceStatus.PENDING_ACCEPTANCE, to_status=InstanceStatus.TAINTED, actor=actor,
+                      reason=f"the instance reports its join failed: {reason or 'no reason given'}"[:500]):
+        raise Conflict(f"Instance {instance_id} changed status meanwhile; retry", code="status_changed")
+    return _get(instance_id)
+
+
+def _pending(instance_id: str) -> Instance:
+    instance = _get(instance_id)
+    if instance.status != InstanceStatus.PENDING_ACCEPTANCE:
+        raise Conflict(f"Instance {instance_id} is not waiting for acceptance (it is {instance.status})", code="not_pending")
+    return instance
 
 
 def instance_recheck(*, instance_id: str, actor: str) -> Instance:

@@ -258,16 +258,22 @@ def reconcile_claims(config: PoolConfig) -> dict[str, Any]:
                                 deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing=None)
     moved: dict[str, int] = defaultdict(int)
     for instance, reported in zip(claims, answers):
-        if reported is None:
-            continue
-        target, conversation = reconcile_claim(current=instance.status, recorded_conversation=instance.conversation_id, reported=reported)
-        if target != instance.status and transition(
-            instance.pk, from_status=instance.status, to_status=target, actor=Actor.TICK, conversation_id=conversation,
-            reason=f"instance reports conversation {reported.get('conversationId') or 'none'}"
-            + (" (pending acceptance)" if reported.get("pending") else ""),
-        ):
+        if reported is not None and (target := apply_reported_binding(instance, reported, actor=Actor.TICK)):
             moved[target] += 1
     return {"checked": len(claims), **{f"to_{k}": v for k, v in moved.items()}}
+
+
+def apply_reported_binding(instance: Instance, reported: dict[str, Any], *, actor: str) -> str | None:
+    """Move a claimed instance by what it reports of its conversation (`/convos/status`); returns
+    the new status, or None when it stays (or another process moved it first)."""
+    target, conversation = reconcile_claim(current=instance.status, recorded_conversation=instance.conversation_id, reported=reported)
+    if target != instance.status and transition(
+        instance.pk, from_status=instance.status, to_status=target, actor=actor, conversation_id=conversation,
+        reason=f"instance reports conversation {reported.get('conversationId') or 'none'}"
+        + (" (pending acceptance)" if reported.get("pending") else ""),
+    ):
+        return target
+    return None
 
 
 def remove_dead(config: PoolConfig) -> dict[str, Any]:

@@ -54,6 +54,15 @@ def live_infra(instance_id: str) -> InstanceInfra:
     return infra
 
 
+def instance_for_token(*, token: str) -> str | None:
+    """The live instance whose services token this is (tokens are stored only as hashes), or None."""
+    if not token:
+        return None
+    return (InstanceInfra.objects.using(DB)
+            .filter(instance_services_token_hash=instance_secrets.token_hash(token), torn_down_at=None)
+            .values_list("instance_id", flat=True).first())
+
+
 def gateway_token(infra: InstanceInfra) -> str:
     return instance_secrets.gateway_token(instance_id=infra.instance_id, nonce=infra.secret_nonce)
 

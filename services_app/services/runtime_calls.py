@@ -43,8 +43,9 @@ def instance_configure(
     Once the instance accepted the binding, it may provision `self_provision_tools` for itself
     (its own token, one of each) until a reset.
 
-    The model travels in the provision metadata: changing the instance's variables would restart
-    it, which a claim must not wait for. With `update`, an instance that is already bound gets the
+    The model travels in the provision body (`model`), not in the metadata (which the Convos
+    runtime publishes into the agent's profile), and not as a variable: changing the instance's
+    variables would restart it, which a claim must not wait for. With `update`, an instance that is already bound gets the
     new name and instructions (a template sync) and keeps its conversation."""
     infra = live_infra(instance_id)
     body: dict[str, Any] = {"agentName": agent_name, "instructions": instructions}
@@ -52,11 +53,10 @@ def instance_configure(
         body["joinUrl"] = join_url
     if profile_image:
         body["profileImage"] = profile_image
-    meta = dict(metadata or {})
+    if metadata:
+        body["metadata"] = dict(metadata)  # the client's: the runtime publishes it in the agent's profile
     if model:
-        meta["model"] = model
-    if meta:
-        body["metadata"] = meta
+        body["model"] = model  # its own field: a model name has no business in a public profile
     try:
         if update:
             body.pop("joinUrl", None)

@@ -32,6 +32,7 @@ class FakeServices:
     configure_error: ServicesError | None = None
     configure_delay: float = 0.0
     pending: set[str] = field(default_factory=set)
+    tokens: dict[str, str] = field(default_factory=dict)  # services token -> instance id
     lock: threading.Lock = field(default_factory=threading.Lock)
     _seq: itertools.count = field(default_factory=itertools.count)
 
@@ -102,6 +103,10 @@ class FakeServices:
         pending = instance_id in self.pending
         return {"conversationId": "conv-accepted" if fake.bound else None, "inboxId": "x", "pending": pending, "clean": not fake.bound}
 
+    def instance_for_token(self, token: str) -> str | None:
+        self._count("instance_for_token")
+        return self.tokens.get(token)
+
     def redeploy(self, instance_id: str) -> dict[str, bool]:
         self._count("redeploy")
         return {"ok": True}
@@ -111,6 +116,7 @@ class FakeServices:
         return {"pending": 0, "finished": 0}
 
     def install(self, monkeypatch) -> "FakeServices":
-        for name in ("create_instance", "abandon_creation", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry"):
+        for name in ("create_instance", "abandon_creation", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry",
+                     "instance_for_token"):
             monkeypatch.setattr(facade, name, getattr(self, name))
         return self

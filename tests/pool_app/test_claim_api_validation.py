@@ -20,19 +20,27 @@ def idle_instance():
 @pytest.mark.parametrize(
     "body,field",
     [
-        ({"instructions": "x"}, "agentName"),
-        ({"agentName": "a"}, "instructions"),
+        ({"runtime": "nonsense"}, "runtime"),  # production's runtime field: openclaw | hermes (| this runtime)
+        ({"metadata": {"k": 5}}, "metadata"),
+        ({"metadata": ["k"]}, "metadata"),
+        ({"profileImage": "not a url"}, "profileImage"),
+        ({"source": "x" * 65}, "source"),
         ({"agentName": 123, "instructions": "x"}, "agentName"),
         ({"agentName": ["a"], "instructions": "x"}, "agentName"),
         ({"agentName": "a", "instructions": {"x": 1}}, "instructions"),
         ({"agentName": "a", "instructions": None}, "instructions"),
-        ({"agentName": "", "instructions": "x"}, "agentName"),
         ({"agentName": "a" * 201, "instructions": "x"}, "agentName"),
         ({"agentName": "a", "instructions": "x" * (1024 * 1024)}, "instructions"),
         ({"agentName": "a", "instructions": "x", "joinUrl": 5}, "joinUrl"),
         ({"agentName": "a", "instructions": "x", "joinUrl": "https://example.com/v2?i=abc"}, "joinUrl"),
         ({"agentName": "a", "instructions": "x", "joinUrl": "https://popup.convos.org/v2?i=abc"}, "joinUrl"),
         ({"agentName": "a", "instructions": "x", "joinUrl": "https://dev.convos.org/v2"}, "joinUrl"),
+        # Links the instance refuses must not pass the pool either (they cost a reset and a 502).
+        ({"agentName": "a", "instructions": "x", "joinUrl": "https://dev.convos.org/v2/?i=a&i=b"}, "joinUrl"),
+        ({"agentName": "a", "instructions": "x", "joinUrl": "https://me@dev.convos.org/v2?i=abc"}, "joinUrl"),
+        ({"agentName": "a", "instructions": "x", "joinUrl": "https://dev.convos.org:8443/v2?i=abc"}, "joinUrl"),
+        ({"agentName": "a", "instructions": "x", "joinUrl": "javascript:alert(1)"}, "joinUrl"),
+        ({"agentName": "a", "instructions": "x", "joinUrl": "x" * 495}, "joinUrl"),  # too long once canonical
     ],
 )
 def test_it_answers_400_naming_the_field(api, idle_instance, body, field):

@@ -85,7 +85,8 @@ RECONCILE_CASES = [
     # current, recorded, reported -> expected status
     ("pending_acceptance", "c1", {"conversationId": "c1", "pending": True}, "pending_acceptance"),
     ("pending_acceptance", "c1", {"conversationId": "c1", "pending": False}, "claimed"),
-    ("pending_acceptance", "", {"conversationId": None, "pending": False}, "pending_acceptance"),
+    ("pending_acceptance", "", {"conversationId": None, "pending": False}, "tainted"),  # the join failed or was lost
+    ("pending_acceptance", "", {"conversationId": None}, "pending_acceptance"),  # an answer without `pending` decides nothing
     ("claimed", "c1", {"conversationId": "c1", "pending": False}, "claimed"),
     ("claimed", "c1", {"conversationId": "c2", "pending": False}, "tainted"),
     ("claimed", "c1", {"conversationId": None, "pending": False}, "tainted"),

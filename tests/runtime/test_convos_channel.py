@@ -173,11 +173,13 @@ def test_it_a_join_is_pending_until_the_cli_says_joined(start_convos) -> None:
     invite = "https://dev.convos.org/v2?i=" + base64.urlsafe_b64encode(json.dumps(
         {"fake": 1, "c": secrets.token_hex(16), "i": PERSON, "t": "AbCdEfGhIj", "n": "Room"}
     ).encode()).decode().rstrip("=")
-    answer = _claim(runtime, joinUrl=invite, agentName="Ada", metadata={"team": "blue"})
+    # The model is the agent's own business: it never goes into the profile metadata the CLI publishes.
+    answer = _claim(runtime, joinUrl=invite, agentName="Ada", metadata={"team": "blue"}, model="test/join-model")
     assert answer["status"] == "pending_acceptance" and answer["conversationId"] is None
     join = fake.commands("conversations", "join")[0]
     assert join[:3] == ["conversations", "join", invite]
     assert join[-2:] == ["--metadata", "team=blue"]  # last: it takes several values
+    assert not any("join-model" in arg for arg in join)
     assert runtime.status()["pending"] is True and not fake.serves()
 
     (fake.dir / "join_mode").unlink()  # the owner accepts

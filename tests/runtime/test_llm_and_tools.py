@@ -181,3 +181,13 @@ def test_it_request_capability_calls_services_for_this_instance_with_its_token()
     assert "403" in refused and "not granted" in refused
     assert "unknown capability" in json.loads(run_tool(tools, "request_capability", '{"capability": "root"}'))["error"]
     assert len(responses.calls) == 2
+
+
+def test_it_keeps_the_model_out_of_the_profile_metadata() -> None:
+    from runtime.validation import validate_provision
+
+    # An older pool put the model into the metadata; the runtime takes it out.
+    legacy = validate_provision({"agentName": "A", "instructions": "x", "metadata": {"model": "m/1", "team": "blue"}})
+    assert legacy.metadata == {"team": "blue"} and legacy.model == "m/1"
+    current = validate_provision({"agentName": "A", "instructions": "x", "model": "m/2"})
+    assert current.metadata == {} and current.model == "m/2"

@@ -291,6 +291,12 @@ VALID = {"agentName": "A", "instructions": ""}
         ({**VALID, "joinUrl": "http://dev.convos.org/v2?i=x"}, "joinUrl"),
         ({**VALID, "joinUrl": "https://dev.convos.org/v2"}, "joinUrl"),
         ({**VALID, "joinUrl": "https://dev.convos.org@evil.example/v2?i=x"}, "joinUrl"),
+        # Links the pool used to pass and the instance refused; the pool now refuses them too.
+        ({**VALID, "joinUrl": "https://me@dev.convos.org/v2?i=x"}, "joinUrl"),
+        ({**VALID, "joinUrl": "https://dev.convos.org:8443/v2?i=x"}, "joinUrl"),
+        ({**VALID, "joinUrl": "https://dev.convos.org/v2?i=a&i=b"}, "joinUrl"),
+        ({**VALID, "joinUrl": "https://popup.convos.org/v2?i=x"}, "joinUrl"),  # the other environment
+        ({**VALID, "joinUrl": "https://dev.convos.org/v2?i=not+a+slug"}, "joinUrl"),
         ({**VALID, "joinUrl": ""}, "joinUrl"),
         ({**VALID, "joinUrl": 7}, "joinUrl"),
         ({**VALID, "profileImage": 1}, "profileImage"),
@@ -380,10 +386,37 @@ def test_it_joins_an_existing_conversation(runtime: Runtime) -> None:
     assert status["pending"] is False
 
 
+@pytest.mark.parametrize(
+    ("xmtp_env", "link", "canonical"),
+    [
+        ("dev", "https://dev.convos.org/v2/?i=someInviteSlug123", JOIN_URL),
+        ("staging", "convos://join/someInviteSlug123", JOIN_URL),
+        ("production", "https://convos.app/join/someInviteSlug123", "https://popup.convos.org/v2?i=someInviteSlug123"),
+        ("production", "someInviteSlug123", "https://popup.convos.org/v2?i=someInviteSlug123"),
+    ],
+)
+def test_it_joins_every_convos_form_of_an_invite_by_its_canonical_url(
+    start_runtime: RuntimeFactory, xmtp_env: str, link: str, canonical: str
+) -> None:
+    # The environment is the runtime's own XMTP_ENV; the rule is runtime/invites.py, as in the pool.
+    runtime = start_runtime(XMTP_ENV=xmtp_env)
+    response = runtime.provision(joinUrl=link)
+    assert response.status_code == 200, response.text
+    assert response.json()["inviteUrl"] == canonical
+
+
+def test_it_refuses_an_invite_of_the_other_environment_with_400(start_runtime: RuntimeFactory) -> None:
+    runtime = start_runtime(XMTP_ENV="production")
+    response = runtime.provision(joinUrl=JOIN_URL)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("joinUrl ") and "dev environment" in response.json()["error"]
+    assert runtime.status()["clean"] is True
+
+
 def test_it_reports_pending_acceptance_until_the_owner_accepts(
     start_runtime: RuntimeFactory,
 ) -> None:
-    runtime = start_runtime(RUNTIME_JOIN_PENDING_SECONDS="1")
+    runtime = start_runtime(RUNTIME_JOIN_PENDING_SECONDS="1", XMTP_ENV="production")
     started = time.monotonic()
     response = runtime.provision(joinUrl="https://popup.convos.org/v2?i=abc")
     body = response.json()
