@@ -90,6 +90,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The app serves its own static files (admin CSS and JS) in every mode: gunicorn under
+    # `make run`, the Procfile's web, any PaaS. Right after SecurityMiddleware, as its docs say.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # As high as possible and before CommonMiddleware (its docs): a preflight must be answered
     # before anything else can turn it into a redirect or an error without CORS headers.
@@ -166,6 +169,15 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies (gzip) made by collectstatic; no manifest, so a page renders even
+    # where collectstatic has not run (tests, a first `make run`).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Collected files (release phase, `make run`) are served from STATIC_ROOT; without them the
+# apps' own static directories are served directly, so no mode needs a setting to get CSS.
+WHITENOISE_USE_FINDERS = True
 
 # Bodies larger than this are refused before they are parsed (413); the claim's own limits are
 # much smaller and answered with a 400 naming the field.

@@ -15,6 +15,7 @@ if [ -f "$VAR"/run.pid ] && kill -0 "$(cat "$VAR"/run.pid)" 2>/dev/null; then
 fi
 
 python manage.py migrate_all
+python manage.py collectstatic --noinput --verbosity 0
 python manage.py ensure_operator
 python manage.py local_fleet start
 echo "API key: POOL_API_KEY in $VAR/local-secrets.env (or your environment); admin at http://127.0.0.1:${PORT:-8000}/admin/"
