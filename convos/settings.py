@@ -169,6 +169,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # empty until collectstatic; whitenoise warns about a missing one
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Compressed copies (gzip) made by collectstatic; no manifest, so a page renders even
@@ -259,6 +260,14 @@ PROVISION_TIMEOUT_S = env.float("PROVISION_TIMEOUT_S", default=75.0)
 SELF_PROVISION_TOOLS = env.list("SELF_PROVISION_TOOLS", default=[])
 SELF_PROVISION_MAX_PER_HOUR = env.int("SELF_PROVISION_MAX_PER_HOUR", default=10)
 OPENCLAW_PRIMARY_MODEL = env.str("OPENCLAW_PRIMARY_MODEL", default="")
+# The production image (POOL_RUNTIME_KIND openclaw or hermes, see services_app/runtime_kinds.py)
+# does not boot without an OpenRouter key: each instance gets its own from the openrouter tool when
+# that is enabled, else this pool-wide one. The others are optional keys it is given when set.
+RUNTIME_OPENROUTER_API_KEY = env.str("RUNTIME_OPENROUTER_API_KEY", default="")
+RUNTIME_EXA_API_KEY = env.str("RUNTIME_EXA_API_KEY", default="")
+RUNTIME_CONVOS_API_KEY = env.str("RUNTIME_CONVOS_API_KEY", default="")
+RUNTIME_POSTHOG_API_KEY = env.str("RUNTIME_POSTHOG_API_KEY", default="")
+RUNTIME_POSTHOG_HOST = env.str("RUNTIME_POSTHOG_HOST", default="")
 # Local infra provider: one `python -m runtime` process per instance on this machine.
 LOCAL_INSTANCES_DIR = Path(env.str("LOCAL_INSTANCES_DIR", default=str(VAR_DIR / "instances")))
 LOCAL_INSTANCE_HOST = env.str("LOCAL_INSTANCE_HOST", default="127.0.0.1")

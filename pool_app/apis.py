@@ -12,12 +12,13 @@ from rest_framework.views import APIView
 
 from convos.permissions import IsOperator
 from convos.serializer_fields import StrictBooleanField, StrictCharField
+from convos.pagination import page
 from convos.parsers import json_object_body
 from runtime import limits
 from pool_app import selectors
 from pool_app.invite_urls import InvalidInvite, normalize_join_url
 from pool_app.auth import InstanceTokenAuthentication
-from pool_app.models import Actor, RuntimeKind
+from pool_app.models import Actor, InstanceStatus, RuntimeKind
 from pool_app.qr import qr_data_url
 from pool_app.services import instance_claim
 from pool_app.services.claim import claim_spec
@@ -37,6 +38,9 @@ class InstanceOutputSerializer(serializers.Serializer):
     inviteUrl = serializers.CharField(source="invite_url")
     joinUrl = serializers.CharField(source="join_url")
     templateId = serializers.CharField(source="template_id")
+    model = serializers.CharField()
+    runtimeKind = serializers.CharField(source="runtime_kind")
+    source = serializers.CharField()
     ownerId = serializers.CharField(source="owner_id")
     protected = serializers.BooleanField()
     lastError = serializers.CharField(source="last_error")
@@ -180,8 +184,33 @@ class PoolRedeployApi(APIView):
         return Response(operations.pool_redeploy_idle(dry_run=data.validated_data["dryRun"], actor=Actor.API).as_dict())
 
 
+class InstancesApi(APIView):
+    """GET: the instances the caller may see (an API client: its own), a page at a time, `?status=`."""
+
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=InstanceStatus.values, required=False)
+
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data={k: v for k, v in request.query_params.items() if k == "status"})
+        filters.is_valid(raise_exception=True)
+        instances = selectors.instance_queryset(owner_id=_owner_scope(request), status=filters.validated_data.get("status"))
+        return Response(page(request.query_params, instances, key="instances",
+                             serialize=lambda rows: InstanceOutputSerializer(rows, many=True).data))
+
+
+def _owner_scope(request: Request) -> str | None:
+    """None for the operator (every instance); the client's owner id otherwise."""
+    return None if request.user.is_operator else (request.user.owner_id or "")
+
+
 class InstanceDestroyApi(APIView):
-    permission_classes = [IsOperator]
+    """GET: one instance the caller may see (no secrets). DELETE: destroy it (the operator only)."""
+
+    def get_permissions(self):
+        return [IsOperator()] if self.request.method == "DELETE" else super().get_permissions()
+
+    def get(self, request: Request, instance_id: str) -> Response:
+        return Response(InstanceOutputSerializer(selectors.instance_get(instance_id=instance_id, owner_id=_owner_scope(request))).data)
 
     def delete(self, request: Request, instance_id: str) -> Response:
         value = request.query_params.get("dryRun", "false").lower()

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
+from convos.errors import NotFound
 from pool_app.config import pool_config
 from pool_app.models import Instance, InstanceStatus, PoolState
 from services_app import facade as services
@@ -22,12 +23,28 @@ def pool_counts() -> dict[str, int]:
 
 
 def instance_list(*, include_deleted: bool = False, owner_id: str | None = None) -> list[Instance]:
+    return list(instance_queryset(include_deleted=include_deleted, owner_id=owner_id))
+
+
+def instance_queryset(*, include_deleted: bool = False, owner_id: str | None = None, status: str | None = None) -> QuerySet:
+    """Instances a viewer may see, oldest first: all of them for the operator (`owner_id` None),
+    only its own for an API client (an empty owner id sees nothing)."""
     qs = Instance.objects.using(DB).all()
     if owner_id is not None:
         qs = qs.filter(owner_id=owner_id) if owner_id else qs.none()
-    if not include_deleted:
+    if status is not None:
+        qs = qs.filter(status=status)
+    elif not include_deleted:
         qs = qs.exclude(status=InstanceStatus.DELETED)
-    return list(qs.order_by("created_at"))
+    return qs.order_by("created_at", "id")
+
+
+def instance_get(*, instance_id: str, owner_id: str | None = None) -> Instance:
+    """One instance the viewer may see; another owner's instance does not exist for them (404)."""
+    instance = instance_queryset(include_deleted=True, owner_id=owner_id).filter(pk=instance_id).first()
+    if instance is None:
+        raise NotFound(f"No instance {instance_id}")
+    return instance
 
 
 def pool_state() -> PoolState:

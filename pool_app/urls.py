@@ -12,6 +12,7 @@ urlpatterns = [
     path("replenish", apis.PoolReplenishApi.as_view(), name="pool-replenish"),
     path("drain", apis.PoolDrainApi.as_view(), name="pool-drain"),
     path("redeploy", apis.PoolRedeployApi.as_view(), name="pool-redeploy"),
+    path("instances", apis.InstancesApi.as_view(), name="instances"),
     path("instances/<id:instance_id>", apis.InstanceDestroyApi.as_view(), name="instance-destroy"),
     path("instances/<id:instance_id>/redeploy", apis.InstanceRedeployApi.as_view(), name="instance-redeploy"),
     path("instances/<id:instance_id>/recheck", apis.InstanceRecheckApi.as_view(), name="instance-recheck"),

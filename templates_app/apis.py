@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from convos.serializer_fields import StrictCharField
+from convos.pagination import page
 from convos.parsers import json_object_body
 from templates_app import selectors, services
 from templates_app.models import AgentTemplate, Visibility
@@ -57,7 +58,8 @@ class TemplatesApi(APIView):
             visibility=filters.validated_data.get("visibility"),
             creator_id=filters.validated_data.get("creator"),
         )
-        return Response({"templates": TemplateOutputSerializer(templates, many=True).data})
+        return Response(page(request.query_params, templates, key="templates",
+                             serialize=lambda rows: TemplateOutputSerializer(rows, many=True).data))
 
     def post(self, request: Request) -> Response:
         template = services.template_create(viewer=request.user, data=_validated(self, request, partial=False))

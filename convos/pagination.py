@@ -1,0 +1,27 @@
+"""Limit/offset pages for the API's lists: one rule for every list endpoint.
+
+`?limit=` (1..MAX_LIMIT, default DEFAULT_LIMIT) and `?offset=` (>= 0); anything else is a 400
+naming the parameter. A queryset is counted and sliced in the database, never loaded whole.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+class PageParams(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False, default=DEFAULT_LIMIT)
+    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+
+
+def page(query_params: Any, items: Any, *, key: str, serialize) -> dict[str, Any]:
+    """`{key: [...], "count", "limit", "offset"}` for one page of `items` (a queryset or a list)."""
+    params = PageParams(data={name: query_params[name] for name in ("limit", "offset") if name in query_params})
+    params.is_valid(raise_exception=True)
+    limit, offset = params.validated_data["limit"], params.validated_data["offset"]
+    count = items.count() if hasattr(items, "count") and not isinstance(items, list) else len(items)
+    return {key: serialize(items[offset:offset + limit]), "count": count, "limit": limit, "offset": offset}
