@@ -3,7 +3,6 @@ from django.urls import include, path, register_converter
 
 from convos.converters import IdConverter, ResourceIdConverter
 from convos.health import healthz
-from pool_app.public_apis import VersionApi
 
 # Registered before the apps' url modules are included: they use <id:...> and <resource:...>.
 register_converter(IdConverter, "id")
@@ -11,9 +10,9 @@ register_converter(ResourceIdConverter, "resource")
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
-    path("version", VersionApi.as_view(), name="version"),
     path("admin/", admin.site.urls),
     path("api/pool/", include("pool_app.urls")),
+    path("", include("pool_app.root_urls")),  # the claim page at /, /version
     path("", include("templates_app.urls")),
     path("services/", include("services_app.urls")),
 ]
