@@ -158,6 +158,12 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+# The admin's front page is the fleet dashboard, above the app list (pool_app/dashboard.py).
+admin.site.index_template = "admin/pool_app/fleet_index.html"
+admin.site.site_header = "Convos agent pool"
+admin.site.site_title = "Convos agent pool"
+
+
 @admin.register(InstanceEvent)
 class InstanceEventAdmin(_ReadOnlyAdmin):  # the event log is a record: read-only
     list_display = ("created_at", "instance_id", "from_status", "to_status", "actor", "reason")

@@ -157,6 +157,8 @@ class InstanceEvent(models.Model):
     class Meta:
         db_table = "instance_events"
         ordering = ["-created_at", "-id"]
+        # The dashboard counts claims per hour over a day: a range on one status, never a full scan.
+        indexes = [models.Index(fields=["to_status", "created_at"], name="events_to_status_created")]
 
     def __str__(self) -> str:
         return f"{self.instance_id}: {self.from_status or '-'} -> {self.to_status} ({self.actor})"
@@ -217,6 +219,22 @@ class PoolState(models.Model):
 
     class Meta:
         db_table = "pool_state"
+
+
+class TickRecord(models.Model):
+    """One tick, for the dashboard's table and chart (kept TICK_HISTORY_DAYS)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    duration_ms = models.FloatField(default=0.0)
+    idle = models.PositiveIntegerField(default=0)  # idle instances after the tick
+    skipped = models.BooleanField(default=False)
+    outage = models.TextField(blank=True, default="")
+    errors = models.JSONField(default=dict, blank=True)
+    steps = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "tick_records"
+        ordering = ["-at"]
 
 
 class TickLease(models.Model):

@@ -11,6 +11,7 @@ from django.db import connections
 from rest_framework.test import APIClient
 
 from services_app.providers.local import list_runtime_processes, stop_strays
+from tests.browser import browser_page  # noqa: F401 - a fixture for every test that looks at a page
 
 ALL_DATABASES = ["default", "pool", "services", "templates"]
 

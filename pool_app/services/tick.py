@@ -24,7 +24,7 @@ from django.utils import timezone
 from convos.concurrency import map_concurrently, map_with_deadline
 from convos.redaction import redact
 from pool_app.config import PoolConfig, pool_config
-from pool_app.models import CLAIMED_STATUSES, OWNED_STATUSES, Actor, Instance, InstanceStatus, PoolState
+from pool_app.models import CLAIMED_STATUSES, OWNED_STATUSES, Actor, Instance, InstanceStatus, PoolState, TickRecord
 from pool_app.services.idempotency import claim_requests_prune
 from pool_app.services.fleet import CREATING, creation_abandon, instance_destroy, instances_create
 from pool_app.services.recovery import claim_recover, retake_stale_reset, take_and_reset
@@ -43,6 +43,7 @@ _UNTOUCHED = OWNED_STATUSES | {InstanceStatus.DELETED}
 # A `destroying` row older than this lost its destroy (the process died, or services failed):
 # the tick destroys it again.
 _DESTROY_RETRY_AFTER = timedelta(seconds=60)
+TICK_HISTORY_DAYS = 7
 
 
 class Outage(Exception):
@@ -346,6 +347,11 @@ def _record(report: TickReport) -> None:
     else:
         state.outage, state.outage_reason, state.outage_since = False, "", None
     state.save(using=DB)
+    TickRecord.objects.using(DB).create(
+        at=now, duration_ms=report.duration_ms, skipped=bool(report.skipped), outage=report.outage or "", errors=report.errors,
+        steps=report.steps, idle=Instance.objects.using(DB).filter(status=InstanceStatus.IDLE).count())
+    # The history is for the dashboard, not a ledger: a week of it (an indexed range delete).
+    TickRecord.objects.using(DB).filter(at__lt=now - timedelta(days=TICK_HISTORY_DAYS)).delete()
 
 
 def pool_tick() -> dict[str, Any]:

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from pool_app.models import Instance, InstanceStatus as S
-from tests.browser import SCREENSHOTS, browser_page  # noqa: F401 - the fixture
+from tests.browser import SCREENSHOTS
 from tests.conftest import ALL_DATABASES
 from tests.pool_app.fake_services import FakeServices
 
