@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("pool_app.root_urls")),  # the claim page at /, /version
     path("", include("templates_app.urls")),
     path("services/", include("services_app.urls")),
+    path("api/proxy/", include("services_app.proxy")),  # instances' email/SMS through the pool's keys
 ]
 
 handler404 = "convos.exceptions.json_not_found"

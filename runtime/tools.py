@@ -66,18 +66,23 @@ def _call(method: str, url: str, *, token: str, body: dict[str, Any] | None = No
 def available_tools(credentials: Mapping[str, str], *, on_provisioned: Callable[[], None] | None = None) -> list[Tool]:
     """The tools these credentials allow, in a stable order."""
     tools: list[Tool] = []
+    proxy = _proxy(credentials)
     agentmail = credentials.get("AGENTMAIL_API_URL") or AGENTMAIL_API_URL
-    if credentials.get("AGENTMAIL_API_KEY") and credentials.get("AGENTMAIL_INBOX_ID"):
-        key, inbox = credentials["AGENTMAIL_API_KEY"], credentials["AGENTMAIL_INBOX_ID"]
+    if credentials.get("AGENTMAIL_INBOX_ID") and (credentials.get("AGENTMAIL_API_KEY") or proxy):
+        inbox = credentials["AGENTMAIL_INBOX_ID"]
+        # The inbox-scoped key when the instance holds one, else the pool's provider proxy.
+        # The proxy takes AgentMail's own paths under /email (and refuses any inbox but this one).
+        key, mail_url = ((credentials["AGENTMAIL_API_KEY"], f"{agentmail}/inboxes/{inbox}") if credentials.get("AGENTMAIL_API_KEY")
+                         else (proxy[1], f"{proxy[0]}/email/inboxes/{inbox}"))
 
         def send_email(args: dict[str, Any]) -> Any:
-            answer = _call("POST", f"{agentmail}/inboxes/{inbox}/messages/send", token=key,
+            answer = _call("POST", f"{mail_url}/messages/send", token=key,
                            body={"to": [str(args["to"])], "subject": str(args.get("subject") or ""), "text": str(args["text"])})
             return {"sent": True, "messageId": answer.get("message_id")}
 
         def read_email(args: dict[str, Any]) -> Any:
             limit = max(1, min(int(args.get("limit") or 5), 20))
-            answer = _call("GET", f"{agentmail}/inboxes/{inbox}/messages", token=key, params={"limit": limit})
+            answer = _call("GET", f"{mail_url}/messages", token=key, params={"limit": limit})
             return [{"from": m.get("from"), "subject": m.get("subject"), "preview": m.get("preview") or m.get("text"),
                      "at": m.get("timestamp") or m.get("created_at")} for m in answer.get("messages") or []]
 
@@ -87,16 +92,20 @@ def available_tools(credentials: Mapping[str, str], *, on_provisioned: Callable[
             Tool("read_email", f"Read the latest emails received by your inbox {inbox}.",
                  _object({"limit": {"type": "integer", "minimum": 1, "maximum": 20}}, []), read_email),
         ]
-    if credentials.get("TELNYX_API_KEY") and credentials.get("TELNYX_PHONE_NUMBER"):
-        telnyx = credentials.get("TELNYX_API_URL") or TELNYX_API_URL
-        key, number = credentials["TELNYX_API_KEY"], credentials["TELNYX_PHONE_NUMBER"]
+    if credentials.get("TELNYX_PHONE_NUMBER") and (credentials.get("TELNYX_API_KEY") or proxy):
+        number = credentials["TELNYX_PHONE_NUMBER"]
         profile = credentials.get("TELNYX_MESSAGING_PROFILE_ID")
+        # A user's own key goes to Telnyx directly; a pool number goes through the proxy, which
+        # holds the account key and sets `from` and the messaging profile itself.
+        direct = bool(credentials.get("TELNYX_API_KEY"))
+        key, sms_url = ((credentials["TELNYX_API_KEY"], f"{credentials.get('TELNYX_API_URL') or TELNYX_API_URL}/messages")
+                        if direct else (proxy[1], f"{proxy[0]}/sms/send"))
 
         def send_sms(args: dict[str, Any]) -> Any:
             body = {"from": number, "to": str(args["to"]), "text": str(args["text"])}
-            if profile:
+            if profile and direct:
                 body["messaging_profile_id"] = profile
-            answer = _call("POST", f"{telnyx}/messages", token=key, body=body)
+            answer = _call("POST", sms_url, token=key, body=body)
             return {"sent": True, "messageId": (answer.get("data") or {}).get("id")}
 
         tools.append(Tool("send_sms", f"Send an SMS from your phone number {number}.",
@@ -124,6 +133,12 @@ def available_tools(credentials: Mapping[str, str], *, on_provisioned: Callable[
                           ", ".join(f"{k} ({v})" for k, v in REQUESTABLE.items() if k in missing) + ". It may be refused.",
                           _object({"capability": {"type": "string", "enum": missing}}, ["capability"]), request_capability))
     return tools
+
+
+def _proxy(credentials: Mapping[str, str]) -> tuple[str, str] | None:
+    """(base URL, token) of the pool's provider proxy, when the instance knows both."""
+    pool_url, token = credentials.get("POOL_URL"), credentials.get("INSTANCE_SERVICES_TOKEN")
+    return (f"{pool_url.rstrip('/')}/api/proxy", token) if pool_url and token else None
 
 
 def _holds(tool_id: str, credentials: Mapping[str, str]) -> bool:

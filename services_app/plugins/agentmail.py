@@ -8,7 +8,9 @@ inbox-scoped key (`api_key`, `api_key_id`).
 Credentials (a security decision): the runtime's AGENTMAIL_API_KEY is that inbox-scoped key, never
 the pool's organization key. An organization key in every instance would let any one agent (or
 anyone who talks it into printing its environment) read, send from and delete every inbox of the
-pool. The scoped key's blast radius is the instance's own inbox.
+pool. The scoped key's blast radius is the instance's own inbox, so it is kept (an instance can
+reach AgentMail directly); one without it (or a skill that prefers it) uses the provider proxy,
+POOL_URL/api/proxy/email/* (services_app/proxy.py), which adds the pool's key for its own inbox only.
 
 Destroy revokes the inbox's keys (GET, then DELETE /inboxes/{id}/api-keys/{api_key_id}) before
 DELETE /inboxes/{id}: we do not rely on AgentMail cascading the delete to scoped keys.

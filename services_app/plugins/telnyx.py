@@ -15,11 +15,12 @@ the phone number resource may not exist until the order completes. So destroy re
 with GET /phone_numbers?filter[phone_number]=... and deletes that id; no match means already gone.
 
 Credentials (a security decision): Telnyx has no API keys narrower than the account (keys are made
-in the portal and carry every privilege of the account), so in POOL mode the instance is given the
-pool's own TELNYX_API_KEY, the only key that can send from its number. That key can also buy and
-release numbers and read every other instance's messages. Keep the pool's Telnyx account for
-the pool alone, with spend limits; the real fix is to send SMS through services with the
-instance's INSTANCE_SERVICES_TOKEN instead of handing out the key.
+in the portal and carry every privilege of the account: buying and releasing numbers, reading every
+instance's messages). So in POOL mode the instance is given no key at all: only its number
+(TELNYX_PHONE_NUMBER) and where the provider proxy is (POOL_URL). It sends through
+POOL_URL/api/proxy/sms/send with its own INSTANCE_SERVICES_TOKEN, and services (services_app/proxy.py)
+adds the pool's key and forces `from` to the instance's own number. In USER mode the user's own key
+is theirs to hand to their agent.
 """
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ MAX_SEARCHES = 2
 SEARCH_PARAMS = [("filter[country_code]", "US"), ("filter[features][]", "sms"), ("filter[limit]", "20")]
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _TAKEN = (409, 422)
+
+
+def proxy_env_vars(values: dict[str, str]) -> dict[str, str]:
+    """`values` plus POOL_URL, the provider proxy's base (also a boot variable; given again so an
+    instance that booted without it still finds the proxy), when this pool has one."""
+    return {**values, "POOL_URL": settings.POOL_URL} if settings.POOL_URL else dict(values)
 
 
 class TelnyxPlugin:
@@ -110,9 +117,8 @@ class TelnyxPlugin:
             resource_id=phone_number,
             config={"phone_number": phone_number, "messaging_profile_id": profile,
                     "order_id": data.get("id", ""), "order_status": data.get("status", "")},
-            # TELNYX_API_KEY is the pool's account key: see the module docstring for why.
-            env_vars={"TELNYX_API_KEY": settings.TELNYX_API_KEY, "TELNYX_PHONE_NUMBER": phone_number,
-                      "TELNYX_MESSAGING_PROFILE_ID": profile},
+            # Never the pool's account key: the instance sends through the proxy (module docstring).
+            env_vars=proxy_env_vars({"TELNYX_PHONE_NUMBER": phone_number, "TELNYX_MESSAGING_PROFILE_ID": profile}),
         )
 
     def destroy(self, *, resource_id: str) -> None:

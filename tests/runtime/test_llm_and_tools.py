@@ -18,6 +18,7 @@ LLM = "https://llm.test/api/v1"
 AGENTMAIL = "https://agentmail.test/v0"
 TELNYX = "https://telnyx.test/v2"
 SERVICES = "https://pool.test/services"
+POOL = "https://pool.test"
 
 
 def _completion(message: dict) -> dict:
@@ -127,6 +128,9 @@ def test_it_a_tool_is_offered_only_with_its_credentials() -> None:
     assert _tools() == {}
     assert set(_tools(AGENTMAIL_API_KEY="k", AGENTMAIL_INBOX_ID="a@mail.test")) == {"send_email", "read_email"}
     assert set(_tools(TELNYX_API_KEY="k", TELNYX_PHONE_NUMBER="+15550001111")) == {"send_sms"}
+    assert _tools(TELNYX_PHONE_NUMBER="+15550001111") == {}  # neither a key nor the proxy
+    proxied = _tools(POOL_URL=POOL, INSTANCE_SERVICES_TOKEN="t", TELNYX_PHONE_NUMBER="+15550001111", AGENTMAIL_INBOX_ID="a@mail.test")
+    assert set(proxied) == {"send_sms", "send_email", "read_email"}
     assert set(_tools(SERVICES_URL=SERVICES, INSTANCE_ID="i1", INSTANCE_SERVICES_TOKEN="t")) == {"request_capability"}
     held = _tools(SERVICES_URL=SERVICES, INSTANCE_ID="i1", INSTANCE_SERVICES_TOKEN="t", AGENTMAIL_API_KEY="k", AGENTMAIL_INBOX_ID="a@mail.test")
     assert held["request_capability"].parameters["properties"]["capability"]["enum"] == ["sms", "crypto"]
@@ -164,6 +168,23 @@ def test_it_send_sms_speaks_telnyx_and_errors_go_back_to_the_model() -> None:
     assert error.startswith("the service answered HTTP 422") and "Invalid 'to' address" in error
     assert json.loads(run_tool(tools, "send_sms", "not json"))["error"].startswith("bad arguments")
     assert json.loads(run_tool(tools, "no_such_tool", "{}")) == {"error": "no tool named no_such_tool"}
+
+
+@responses.activate
+def test_it_without_a_key_sms_and_email_go_through_the_pools_proxy_with_the_instance_token() -> None:
+    token = secrets.token_hex(16)
+    responses.post(f"{POOL}/api/proxy/sms/send", json={"data": {"id": "sms-2"}})
+    responses.post(f"{POOL}/api/proxy/email/inboxes/a@mail.test/messages/send", json={"message_id": "m2"})
+    responses.get(f"{POOL}/api/proxy/email/inboxes/a@mail.test/messages", json={"messages": []})
+    tools = available_tools({"POOL_URL": POOL + "/", "INSTANCE_SERVICES_TOKEN": token, "TELNYX_PHONE_NUMBER": "+15550001111",
+                             "TELNYX_MESSAGING_PROFILE_ID": "prof-1", "AGENTMAIL_INBOX_ID": "a@mail.test"})
+
+    assert json.loads(run_tool(tools, "send_sms", json.dumps({"to": "+15550002222", "text": "hi"}))) == {"sent": True, "messageId": "sms-2"}
+    # The proxy sets the messaging profile and checks `from` itself.
+    assert json.loads(responses.calls[0].request.body) == {"from": "+15550001111", "to": "+15550002222", "text": "hi"}
+    assert json.loads(run_tool(tools, "send_email", json.dumps({"to": "b@x.test", "text": "T"}))) == {"sent": True, "messageId": "m2"}
+    assert json.loads(run_tool(tools, "read_email", "{}")) == []
+    assert all(c.request.headers["Authorization"] == f"Bearer {token}" for c in responses.calls) and len(responses.calls) == 3
 
 
 @responses.activate

@@ -53,7 +53,8 @@ def test_it_describes_itself():
     assert (plugin.tool_id, plugin.name, plugin.provisioning, plugin.always) == ("sms", "Telnyx", (POOL, USER), False)
 
 
-def test_it_searches_then_orders_a_number_on_the_configured_profile(mocked):
+def test_it_searches_then_orders_a_number_on_the_configured_profile(mocked, settings):
+    settings.POOL_URL = "https://pool.test"
     mocked.get(f"{BASE}/available_phone_numbers", json=_available(*NUMBERS))
     mocked.post(f"{BASE}/number_orders", json=_order(NUMBERS[0]))
     resource = plugin.create(instance_id="abc")
@@ -61,8 +62,16 @@ def test_it_searches_then_orders_a_number_on_the_configured_profile(mocked):
     _assert_call(mocked.calls[1], "POST", "/number_orders", body=_order_body(NUMBERS[0]))
     assert resource.resource_id == NUMBERS[0]
     assert resource.config == {"phone_number": NUMBERS[0], "messaging_profile_id": PROFILE, "order_id": "order-1", "order_status": "pending"}
-    assert resource.env_vars == {"TELNYX_API_KEY": KEY, "TELNYX_PHONE_NUMBER": NUMBERS[0], "TELNYX_MESSAGING_PROFILE_ID": PROFILE}
-    assert KEY not in json.dumps(resource.config)
+    # The number and where the provider proxy is: never the pool's account key.
+    assert resource.env_vars == {"TELNYX_PHONE_NUMBER": NUMBERS[0], "TELNYX_MESSAGING_PROFILE_ID": PROFILE, "POOL_URL": "https://pool.test"}
+    assert KEY not in json.dumps(resource.config) and KEY not in json.dumps(resource.env_vars)
+
+
+def test_it_without_a_pool_url_it_gives_the_number_alone(mocked, settings):
+    settings.POOL_URL = ""  # the instance's boot variables are then its only way to the proxy
+    mocked.get(f"{BASE}/available_phone_numbers", json=_available(NUMBERS[0]))
+    mocked.post(f"{BASE}/number_orders", json=_order(NUMBERS[0]))
+    assert plugin.create(instance_id="abc").env_vars == {"TELNYX_PHONE_NUMBER": NUMBERS[0], "TELNYX_MESSAGING_PROFILE_ID": PROFILE}
 
 
 def test_it_without_a_configured_profile_it_uses_the_accounts_first(mocked, settings):
