@@ -28,6 +28,12 @@ class InstanceInfra(models.Model):
     # it is bound to a claim, and only for the tools the claim granted; a reset clears both.
     bound_at = models.DateTimeField(null=True, blank=True)
     self_provision_tools = models.JSONField(default=list, blank=True)
+    # The runtime kind the instance reports (its /pool/health `runtime`), learned the first time a
+    # call depends on it (services_app/runtime_kinds.py); blank until then.
+    runtime_kind = models.CharField(max_length=32, blank=True, default="")
+    # A model a claim switched the instance to by restarting it (hermes: HERMES_MODEL); blank: the
+    # model it booted with. A reset switches it back.
+    runtime_model = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     # Set when the instance was torn down while some resource could not be destroyed yet: the row

@@ -71,6 +71,22 @@ def health(base_url: str, *, timeout: float) -> bool:
         return False
 
 
+def runtime_of(base_url: str, *, timeout: float) -> str | None:
+    """The runtime kind the instance's /pool/health reports (`runtime`), or None without an answer."""
+    try:
+        response = _session().get(f"{base_url}/pool/health", timeout=timeout, allow_redirects=False)
+        runtime = response.json().get("runtime") if response.status_code == 200 else None
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
+    return runtime if isinstance(runtime, str) else None
+
+
+def restart(base_url: str, *, token: str, env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Restart the agent with extra variables (the production image's POST /pool/restart {env}); it
+    answers once the agent is ready again. The variables stay until the next restart or redeploy."""
+    return _call("POST", f"{base_url}/pool/restart", token=token, timeout=timeout, json_body={"env": env})
+
+
 def provision(base_url: str, *, token: str, body: dict, timeout: float) -> dict[str, Any]:
     return _call("POST", f"{base_url}/pool/provision", token=token, timeout=timeout, json_body=body)
 

@@ -14,9 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from convos.concurrency import map_with_deadline
-from services_app import instance_secrets, runtime_client
+from services_app import instance_secrets, runtime_client, runtime_kinds
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
-from services_app.plugins import all_plugins
+from services_app.plugins import all_plugins, get_plugin
 from services_app.plugins.base import ProvisionedResource
 from services_app.providers import get_provider
 from services_app.deploy_states import NOT_FOUND, RUNNING, coarse_state
@@ -67,7 +67,9 @@ def gateway_token(infra: InstanceInfra) -> str:
     return instance_secrets.gateway_token(instance_id=infra.instance_id, nonce=infra.secret_nonce)
 
 
-def _runtime_variables(*, instance_id: str, gateway_token: str, services_token: str) -> dict[str, str]:
+def _runtime_variables(*, instance_id: str, gateway_token: str, services_token: str,
+                       kind: runtime_kinds.RuntimeKind) -> dict[str, str]:
+    """Every instance's variables, plus those its runtime kind needs (runtime_kinds.creation_variables)."""
     variables = {
         "INSTANCE_ID": instance_id,
         "GATEWAY_TOKEN": gateway_token,
@@ -79,7 +81,25 @@ def _runtime_variables(*, instance_id: str, gateway_token: str, services_token: 
     }
     if settings.OPENCLAW_PRIMARY_MODEL:
         variables["OPENCLAW_PRIMARY_MODEL"] = settings.OPENCLAW_PRIMARY_MODEL
+    variables.update(runtime_kinds.creation_variables(kind))
     return {k: v for k, v in variables.items() if v}
+
+
+def _always_on_provides() -> set[str]:
+    """Variables the always-on tools will give once created: the openrouter tool's per-instance
+    key, which replaces the pool-wide RUNTIME_OPENROUTER_API_KEY."""
+    try:
+        plugin = get_plugin("openrouter")
+    except ProviderError:
+        return set()
+    return {"OPENROUTER_API_KEY"} if plugin.always and plugin.enabled()[0] else set()
+
+
+def _missing_variables(kind: runtime_kinds.RuntimeKind, missing: list[str]) -> ServicesError:
+    hint = (" (OPENROUTER_API_KEY: enable the openrouter tool with OPENROUTER_MANAGEMENT_KEY, or set RUNTIME_OPENROUTER_API_KEY)"
+            if "OPENROUTER_API_KEY" in missing else "")
+    return ServicesError(f"Cannot create a {kind.name} instance: it needs {', '.join(missing)}, which this pool cannot provide{hint}",
+                         code="missing_runtime_variable", status_code=500)
 
 
 def _provision_always_on(instance_id: str) -> list[tuple[str, ProvisionedResource]]:
@@ -104,17 +124,30 @@ def instance_create(*, instance_id: str) -> dict[str, str]:
     boots, then the rows. Any failure undoes what was created; the error names the failed step."""
     if InstanceInfra.objects.using(DB).filter(instance_id=instance_id).exists():
         raise ServicesError(f"Instance {instance_id} already exists", code="exists", status_code=409)
+    try:
+        kind = runtime_kinds.configured()
+    except ValueError as exc:
+        raise ServicesError(f"POOL_RUNTIME_KIND: {exc}", code="missing_runtime_variable", status_code=500) from exc
     provider = get_provider()
     nonce = instance_secrets.new_nonce()
     services_token = instance_secrets.new_services_token()
-    tools = _provision_always_on(instance_id)
     variables = _runtime_variables(
         instance_id=instance_id,
         gateway_token=instance_secrets.gateway_token(instance_id=instance_id, nonce=nonce),
         services_token=services_token,
+        kind=kind,
     )
+    # A kind that would not boot without a variable fails here, before anything is created.
+    missing = runtime_kinds.missing(kind, variables, still_coming=_always_on_provides())
+    if missing:
+        raise _missing_variables(kind, missing)
+    tools = _provision_always_on(instance_id)
     for _, resource in tools:
-        variables.update(resource.env_vars)
+        variables.update(resource.env_vars)  # a per-instance key replaces a pool-wide one
+    missing = runtime_kinds.missing(kind, variables)
+    if missing:  # a tool that was to give one did not
+        undo_resources(tools, instance_id=instance_id)
+        raise _missing_variables(kind, missing)
     try:
         ref = provider.create(instance_id=instance_id, variables=variables)
         provider_ok(provider.name)

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from convos.redaction import redact
-from services_app import runtime_client
+from services_app import runtime_client, runtime_kinds
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.plugins import get_plugin, registry as plugin_registry
 from services_app.plugins.base import POOL, USER
@@ -134,7 +134,7 @@ def tool_provision(*, instance_id: str, tool_id: str, user_config: dict[str, Any
             row = InstanceService.objects.using(DB).create(instance=infra, tool_id=tool_id, resource_id=resource_id, config=config, status=status)
         # Delivered to the running instance, not as new infra variables: those would restart it
         # (a Railway redeploy takes minutes), which a claim cannot wait for. A reset wipes them.
-        runtime_client.set_credentials(infra.url, token=gateway_token(infra), values=env_vars, timeout=settings.PROVISION_TIMEOUT_S)
+        deliver_env(infra, values=env_vars, timeout=settings.PROVISION_TIMEOUT_S)
         if not InstanceInfra.objects.using(DB).filter(pk=infra.pk, bound_at=infra.bound_at).exists():
             # Reset while the tool was on its way (a recovery overtook a late claim): what was
             # just given belongs to a claim that no longer exists.
@@ -149,6 +149,23 @@ def tool_provision(*, instance_id: str, tool_id: str, user_config: dict[str, Any
         self_provision_requested.send(sender=ServicesError, instance_id=instance_id, tool_id=tool_id, outcome="provisioned",
                                       detail=f"{tool_id} resource {row.resource_id}")
     return _answer(row, tool_id)
+
+
+def deliver_env(infra: InstanceInfra, *, values: dict[str, str] | None = None, remove: list[str] | None = None,
+                timeout: float) -> None:
+    """Give the running instance claim-time variables (or take them back) the way its kind allows:
+    this project's runtime on POST /pool/credentials; the production image (no such route) by
+    POST /pool/restart {env}, which restarts its agent with them (a name taken back is set empty)."""
+    kind = runtime_kinds.instance_kind(infra)
+    if kind.credentials_route:
+        runtime_client.set_credentials(infra.url, token=gateway_token(infra), values=values, remove=remove, timeout=timeout)
+    elif kind.restart_route:
+        env = {**{name: "" for name in remove or []}, **(values or {})}
+        # A restart answers once the agent is up again: it gets at least a provisioning's time.
+        runtime_client.restart(infra.url, token=gateway_token(infra), env=env, timeout=max(timeout, settings.PROVISION_TIMEOUT_S))
+    else:
+        raise ServicesError(f"Instance {infra.instance_id} runs {kind.name}, which cannot be given variables while it runs",
+                            code="unsupported_by_runtime", status_code=501)
 
 
 def _answer(row: InstanceService, tool_id: str) -> dict[str, Any]:
@@ -170,7 +187,7 @@ def tool_destroy(*, instance_id: str, tool_id: str, resource_id: str) -> dict[st
     if names and row.instance.torn_down_at is None:
         try:  # best effort: a reset after a failed claim wipes them anyway
             infra = row.instance
-            runtime_client.set_credentials(infra.url, token=gateway_token(infra), remove=names, timeout=settings.HEALTH_CHECK_TIMEOUT_S * 2)
-        except runtime_client.RuntimeCallError as exc:
+            deliver_env(infra, remove=names, timeout=settings.HEALTH_CHECK_TIMEOUT_S * 2)
+        except (runtime_client.RuntimeCallError, ServicesError) as exc:
             logger.warning("could not take %s credentials back from %s: %s", tool_id, instance_id, exc.message)
     return {"ok": True}
