@@ -14,11 +14,13 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.http import urlencode
 from django.utils.html import format_html, format_html_join
 
 from convos.errors import DomainError
@@ -46,6 +48,9 @@ from pool_app.services.operations import (
 )
 
 from pool_app.db import DB
+from services_app import facade as services
+
+INSTANCE_PAGE_EVENTS = 100  # the instance page's timeline: newest first, bounded
 
 
 def _ids(ids: list[str]) -> str:
@@ -78,9 +83,11 @@ class InstanceAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = tuple(
         f.name for f in Instance._meta.get_fields() if f.concrete and f.name not in ("protected",)
-    ) + ("recent_events",)
+    )
     list_per_page = 100
     actions = ("destroy_selected", "redeploy_selected", "recheck_selected")
+    # The instance page: health, actions, infra (from services, through the facade) and timeline.
+    change_form_template = "admin/pool_app/instance/change_form.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # instances are created by the pool, never typed in
@@ -94,13 +101,32 @@ class InstanceAdmin(admin.ModelAdmin):
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.delete_{opts.model_name}")
 
-    @admin.display(description="Recent events")
-    def recent_events(self, obj: Instance) -> str:
-        events = InstanceEvent.objects.using(DB).filter(instance_id=obj.pk)[:20]
-        return format_html_join(
-            "\n", "<div>{} · {} → {} · {} · {}</div>",
-            ((e.created_at.strftime("%Y-%m-%d %H:%M:%S"), e.from_status or "-", e.to_status, e.actor, e.reason) for e in events),
-        )
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and request.method == "GET":
+            # Services' view of it, never a secret (facade.instance_info); unreachable is shown, not raised.
+            try:
+                infra, infra_error = services.instance_info(obj.pk), ""
+            except services.ServicesError as exc:
+                infra, infra_error = None, exc.message
+            actions = []
+            if obj.status != "deleted":
+                # Each button posts the changelist's own action, so destroy shows its confirmation page.
+                if self.has_destroy_permission(request):
+                    actions.append(("destroy_selected", "Destroy…"))
+                if self.has_change_permission(request, obj):
+                    actions += [("redeploy_selected", "Redeploy"), ("recheck_selected", "Recheck now")]
+            extra_context.update({
+                "instance_events": InstanceEvent.objects.using(DB).filter(instance_id=obj.pk)[:INSTANCE_PAGE_EVENTS],
+                "instance_events_limit": INSTANCE_PAGE_EVENTS,
+                "instance_infra": infra,
+                "instance_infra_error": infra_error,
+                "instance_actions": actions,
+                "instance_actions_url": f"{reverse('admin:pool_app_instance_changelist')}?{urlencode({'id__exact': obj.pk})}",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            })
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def _each(self, request: HttpRequest, queryset: QuerySet, action: str, run: Callable[[str], Any]) -> None:
         """Run one service per selected instance; refusals (protected, being claimed, gone) are warnings."""

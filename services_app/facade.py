@@ -19,6 +19,7 @@ from services_app.signals import self_provision_requested
 __all__ = [
     "deploy_states", "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "chat", "reset",
     "redeploy", "instance_for_token", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
+    "instance_info",
 ]
 
 
@@ -157,3 +158,12 @@ def provider_statuses() -> list[dict[str, Any]]:
     if _remote():
         return http_client.call("GET", "providers")
     return _local().provider_statuses()
+
+
+def instance_info(instance_id: str) -> dict[str, Any]:
+    """GET /instances/:instanceId -> {provider, url, railway ids, imageTag, createdAt, tornDownAt,
+    lastError, resources: [{toolId, resourceId, status, provisionedAt, destroyedAt}]}; no secrets.
+    404 (`not_found`) when services holds nothing for it."""
+    if _remote():
+        return http_client.call("GET", f"instances/{_q(instance_id)}")
+    return _local().instance_info(instance_id=instance_id)

@@ -83,3 +83,19 @@ def operator_login():
         return client
 
     return login
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_databases_released(django_db_setup, django_db_blocker):
+    """At the end of the run, end what still holds the test databases: the live server's thread
+    keeps a connection of its own, and PostgreSQL refuses to drop a database in use (the drop
+    would fail with a warning and leave the database behind)."""
+    yield
+    with django_db_blocker.unblock():
+        for alias in ALL_DATABASES:
+            connection = connections[alias]
+            if connection.vendor != "postgresql":
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")

@@ -8,6 +8,7 @@ from services_app.services.infra import (
     instance_create,
     instance_destroy,
     instance_for_token,
+    instance_info,
     instance_redeploy,
     local_fleet_start,
     local_fleet_stop,
@@ -18,7 +19,7 @@ from services_app.services.runtime_calls import instance_chat, instance_configur
 from services_app.services.tools import registry, tool_destroy, tool_provision, user_config_check
 
 __all__ = [
-    "instance_for_token", "ServicesError", "provider_statuses", "instance_abandon_creation", "instance_create", "instance_destroy", "instance_redeploy", "local_fleet_start",
+    "instance_for_token", "instance_info", "ServicesError", "provider_statuses", "instance_abandon_creation", "instance_create", "instance_destroy", "instance_redeploy", "local_fleet_start",
     "local_fleet_stop", "status_batch", "teardown_retry", "instance_chat", "instance_configure", "instance_convos_status", "instance_reset",
     "registry", "tool_destroy", "tool_provision", "user_config_check",
 ]

@@ -334,7 +334,42 @@ def local_fleet_start() -> list[str]:
     return started
 
 
+# --- read ------------------------------------------------------------------------------------------
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def instance_info(*, instance_id: str) -> dict[str, Any]:
+    """What services holds for one instance (live or torn down with resources pending), for the
+    operators' instance page: its infra and its tool resources. Never a secret: no tokens, nonces,
+    keys, tool config or provider state."""
+    infra = InstanceInfra.objects.using(DB).filter(instance_id=instance_id).first()
+    if infra is None:
+        raise ServicesError(f"Unknown instance {instance_id}", code="not_found", status_code=404)
+    resources = InstanceService.objects.using(DB).filter(instance=infra).order_by("provisioned_at")
+    return {
+        "instanceId": infra.instance_id,
+        "provider": infra.provider,
+        "url": infra.url,
+        "railwayProjectId": infra.railway_project_id,
+        "railwayServiceId": infra.railway_service_id,
+        "railwayEnvironmentId": infra.railway_environment_id,
+        "imageTag": infra.image_tag,
+        "runtimeKind": infra.runtime_kind,
+        "runtimeModel": infra.runtime_model,
+        "lastError": infra.last_error,  # redacted where it is written (provider_failed)
+        "createdAt": _iso(infra.created_at),
+        "boundAt": _iso(infra.bound_at),
+        "tornDownAt": _iso(infra.torn_down_at),
+        "resources": [
+            {"toolId": r.tool_id, "resourceId": r.resource_id, "status": r.status, "lastError": r.last_error,
+             "provisionedAt": _iso(r.provisioned_at), "destroyedAt": _iso(r.destroyed_at)}
+            for r in resources
+        ],
+    }
+
+
 __all__ = [
     "instance_abandon_creation", "instance_create", "instance_destroy", "instance_redeploy", "status_batch", "teardown_retry",
-    "local_fleet_start", "local_fleet_stop", "live_infra", "gateway_token", "infra_ref", "save_ref",
+    "local_fleet_start", "local_fleet_stop", "live_infra", "gateway_token", "infra_ref", "save_ref", "instance_info",
 ]

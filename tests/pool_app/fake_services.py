@@ -115,8 +115,18 @@ class FakeServices:
         self._count("teardown_retry")
         return {"pending": 0, "finished": 0}
 
+    def instance_info(self, instance_id: str) -> dict[str, Any]:
+        self._count("instance_info")
+        if instance_id not in self.instances:
+            raise ServicesError(f"Unknown instance {instance_id}", code="not_found", status_code=404)
+        return {"instanceId": instance_id, "provider": "fake", "url": f"http://fake.test/{instance_id}", "railwayProjectId": "",
+                "railwayServiceId": "", "railwayEnvironmentId": "", "imageTag": "fake:latest", "runtimeKind": "", "runtimeModel": "",
+                "lastError": "", "createdAt": None, "boundAt": None, "tornDownAt": None,
+                "resources": [{"toolId": "wallet", "resourceId": f"0xfake{instance_id}", "status": "active", "lastError": "",
+                               "provisionedAt": None, "destroyedAt": None}]}
+
     def install(self, monkeypatch) -> "FakeServices":
         for name in ("create_instance", "abandon_creation", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry",
-                     "instance_for_token"):
+                     "instance_for_token", "instance_info"):
             monkeypatch.setattr(facade, name, getattr(self, name))
         return self

@@ -189,3 +189,27 @@ def test_it_no_provider_secret_reaches_logs_responses_or_admin(settings, emitted
     assert "h1" in blob  # the test saw the traffic it claims to check
     for secret in (settings.OPENROUTER_MANAGEMENT_KEY, instance_key, settings.SERVICES_API_KEY, settings.INSTANCE_SECRET_KEY):
         assert secret not in blob
+
+
+def test_it_gives_an_instances_infra_and_resources_without_secrets_to_the_pool_only(mode, known_tokens):
+    facade.create_instance("info00000001")
+    [own] = known_tokens
+    infra = InstanceInfra.objects.get(instance_id="info00000001")
+    info = facade.instance_info("info00000001")  # in process or over GET /services/instances/<id>
+    assert info["instanceId"] == "info00000001" and info["provider"] == "fake" and info["url"] == infra.url
+    assert info["createdAt"] and info["tornDownAt"] is None
+    [wallet] = info["resources"]
+    assert wallet["toolId"] == "wallet" and wallet["resourceId"] == infra.resources.get().resource_id and wallet["status"] == "active"
+    assert wallet["provisionedAt"] and wallet["destroyedAt"] is None
+    blob = str(info)
+    for secret in (own, infra.secret_nonce, infra.instance_services_token_hash):
+        assert secret not in blob
+    assert "config" not in wallet and "providerState" not in info
+
+    # Pool only: the instance's own token may not read it.
+    assert _client(own).get("/services/instances/info00000001").status_code == 403
+    assert _client(django_settings.SERVICES_API_KEY).get("/services/instances/info00000001").status_code == 200
+    facade.destroy("info00000001")
+    with pytest.raises(ServicesError) as gone:
+        facade.instance_info("info00000001")
+    assert gone.value.code == "not_found" and gone.value.status_code == 404
