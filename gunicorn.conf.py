@@ -6,3 +6,22 @@ install redaction): install it here too, so no process of the web tier writes a 
 from convos.log_redaction import install_record_redaction
 
 install_record_redaction()
+
+
+def child_exit(server, worker) -> None:
+    """A worker is gone: drop its live-gauge files from the Prometheus multiprocess directory
+    (convos/metrics.py; its counters and histograms stay, they are cumulative). The directory is
+    set by the Django settings, which the master loads here if it has not yet (no preload)."""
+    import os
+
+    try:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
+            from django.conf import settings
+
+            settings.VAR_DIR  # noqa: B018 - loading the settings sets PROMETHEUS_MULTIPROC_DIR
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+    except Exception:  # housekeeping only: never take the master down over it
+        server.log.exception("could not clear worker %s's metrics files", worker.pid)

@@ -22,6 +22,8 @@ import requests
 from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from convos.metrics import PROVIDER_CALLS, PROVIDER_ERRORS
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -114,16 +116,25 @@ class RetriesExhausted(Exception):
 
 
 def call_with_retries(attempt: Callable[[], T], *, retries: int, what: str, sleep: Sleep,
-                      jitter: Jitter = random.random) -> T:
+                      jitter: Jitter = random.random, provider: str = "", operation: str = "") -> T:
     """`attempt()`'s result, calling it up to 1 + `retries` times while it raises TryAgain.
 
     Any other exception is final and passes straight through. When the retries run out this
-    raises RetriesExhausted. `what` names the call in the log (no secrets: no query string)."""
+    raises RetriesExhausted. `what` names the call in the log (no secrets: no query string).
+    With a `provider`, every attempt is counted in convos_pool_provider_calls_total and every
+    failed one in convos_pool_provider_errors_total (labels: provider, `operation`)."""
     retried = 0
     while True:
+        if provider:
+            PROVIDER_CALLS.labels(provider, operation).inc()
         try:
             return attempt()
-        except TryAgain as failure:
+        except Exception as exc:
+            if provider:
+                PROVIDER_ERRORS.labels(provider, operation).inc()
+            if not isinstance(exc, TryAgain):
+                raise
+            failure = exc
             if retried >= retries:
                 raise RetriesExhausted(failure, retried + 1) from None
             delay = failure.delay if failure.delay is not None else backoff_s(retried, jitter=jitter)

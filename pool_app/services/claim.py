@@ -16,6 +16,7 @@ from django.utils import timezone
 from convos.auth import OPERATOR
 from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
 from pool_app.invite_urls import InvalidInvite, normalize_join_url
+from pool_app import metrics as claim_metrics
 from pool_app.models import HOLDS_JOIN_URL_STATUSES, Instance, InstanceStatus, RuntimeKind
 from pool_app.services.idempotency import claim_once
 from pool_app.services.recovery import claim_recover, late_claim_recover
@@ -239,11 +240,13 @@ def instance_claim(*, spec: ClaimSpec, actor: str, idempotency_key: str | None =
     """Claim an idle instance for `spec` (built by `claim_spec`): the one entry of the API, the CLI,
     clones and tests. With an `idempotency_key`, the same key and claim from the same `owner_key`
     claim once: a repeat gets the stored answer (`replayed`), a different claim under the key a 409."""
-    if not idempotency_key:
-        return _claim(spec, actor)
-    answer, replayed = claim_once(owner_key=owner_key, idempotency_key=idempotency_key, body=asdict(spec),
-                                  claim=lambda: _claim(spec, actor))
-    return answer if isinstance(answer, ClaimResult) else ClaimResult.from_answer(answer, replayed=replayed)
+    with claim_metrics.claim_timed() as measured:  # claims by outcome, pool vs provisioning time
+        if not idempotency_key:
+            return _claim(spec, actor)
+        answer, replayed = claim_once(owner_key=owner_key, idempotency_key=idempotency_key, body=asdict(spec),
+                                      claim=lambda: _claim(spec, actor))
+        measured["outcome"] = "replayed" if replayed else "claimed"
+        return answer if isinstance(answer, ClaimResult) else ClaimResult.from_answer(answer, replayed=replayed)
 
 
 def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
@@ -266,7 +269,8 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
         started = time.perf_counter()
         provisioned: list[tuple[str, str]] = []
         try:
-            answer = _provision(instance.pk, spec, provisioned, deadline=deadline)
+            with claim_metrics.provisioning():
+                answer = _provision(instance.pk, spec, provisioned, deadline=deadline)
             provision_ms = (time.perf_counter() - started) * 1000
             break
         except Exception as exc:  # whatever failed, the instance is recovered before the error goes on

@@ -22,6 +22,7 @@ from django.db import models
 from django.utils import timezone
 
 from convos.concurrency import map_concurrently, map_with_deadline
+from convos.metrics import TICK_DURATION, TICK_STEP_FAILURES
 from convos.redaction import redact
 from pool_app.config import PoolConfig, pool_config
 from pool_app.models import CLAIMED_STATUSES, OWNED_STATUSES, Actor, Instance, InstanceStatus, PoolState, TickRecord
@@ -371,6 +372,7 @@ def pool_tick() -> dict[str, Any]:
                 raise
             except Exception as exc:  # isolate steps: log, record, carry on with the next one
                 logger.exception("tick step %s failed", name)
+                TICK_STEP_FAILURES.labels(name).inc()
                 report.errors[name] = redact(f"{exc.__class__.__name__}: {exc}")
 
         try:
@@ -395,6 +397,7 @@ def pool_tick() -> dict[str, Any]:
                 run("top_up", lambda: top_up(config))
         report.recheck_in_ms = _recheck_in_ms(config)
         report.duration_ms = (time.monotonic() - report.started_at) * 1000
+        TICK_DURATION.observe(report.duration_ms / 1000)
         try:
             _record(report)
         except Exception:

@@ -96,7 +96,7 @@ def request_json(
         raise _refusal(response, where, api_key, idempotent)
 
     try:
-        return call_with_retries(attempt, retries=retries, what=where, sleep=do_sleep)
+        return call_with_retries(attempt, retries=retries, what=where, sleep=do_sleep, provider=provider, operation=method)
     except RetriesExhausted as gave_up:
         raise gave_up.last.error from None
 

@@ -119,7 +119,8 @@ class RailwayClient:
             return self._send(operation, body, use_token, idempotent)
 
         try:
-            return call_with_retries(attempt, retries=self.max_retries, what=f"Railway {operation}", sleep=self._sleep, jitter=self._jitter)
+            return call_with_retries(attempt, retries=self.max_retries, what=f"Railway {operation}", sleep=self._sleep, jitter=self._jitter,
+                                     provider="railway", operation=operation)
         except RetriesExhausted as gave_up:
             tries = f"{gave_up.attempts} attempt{'s' if gave_up.attempts > 1 else ''}"
             raise self._fail(operation, f"failed after {tries}: {gave_up.last.reason}") from None

@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from convos.metrics import RAILWAY_RATE_LIMIT_WAIT_SECONDS
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
@@ -50,6 +52,7 @@ class TokenBucket:
         """Wait until a request may be sent; returns the time waited."""
         wait = self.reserve()
         if wait > 0:
+            RAILWAY_RATE_LIMIT_WAIT_SECONDS.labels("requests").observe(wait)
             self._sleep(wait)
         return wait
 
@@ -93,5 +96,6 @@ class CreateSpacer:
         """The token to send the next projectCreate with, once that token may create again."""
         token, wait = self.reserve(token)
         if wait > 0:
+            RAILWAY_RATE_LIMIT_WAIT_SECONDS.labels("project_create").observe(wait)
             self._sleep(wait)
         return token
