@@ -11,11 +11,13 @@ from rest_framework import serializers
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_OFFSET = 10**9
 
 
 class PageParams(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False, default=DEFAULT_LIMIT)
-    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+    # Bounded: PostgreSQL's OFFSET is a bigint, a larger one was a 500 (found by the schema fuzz).
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False, default=0)
 
 
 def page(query_params: Any, items: Any, *, key: str, serialize) -> dict[str, Any]:

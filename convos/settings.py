@@ -20,6 +20,11 @@ VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 if VAR_DIR.stat().st_uid == os.getuid():
     VAR_DIR.chmod(0o700)
+# Prometheus multiprocess mode (convos/metrics.py): every process writes its metric values here and
+# a scrape merges them. prometheus_client picks its value store when first imported, so this is set
+# before anything can import it; web, worker and beat must name the same directory.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 env = environ.Env()
 # An optional `.env` at the repository root (ENV_FILE names another); real environment variables
@@ -81,6 +86,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",  # the OpenAPI schema (/api/schema/, /api/docs/, `manage.py spectacular`)
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served as static files: no CDN
     "corsheaders",
     "convos",
     "pool_app",
@@ -89,6 +96,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of the request carries its id (X-Request-ID, or a generated one).
+    "convos.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # The app serves its own static files (admin CSS and JS) in every mode: gunicorn under
     # `make run`, the Procfile's web, any PaaS. Right after SecurityMiddleware, as its docs say.
@@ -192,6 +201,29 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "convos.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["pool_app.auth.ClientRateThrottle"],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "convos.schema.AutoSchema",
+}
+
+# OpenAPI 3, generated from the views by drf-spectacular (convos/schema.py: the error shape, auth).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Convos agent pool",
+    "DESCRIPTION": ("The pool's REST API. Errors are JSON: `{\"error\": str, \"code\": str, \"fields\"?: {...}}`. "
+                    "Authenticate with `Authorization: Bearer <key>` (the operator's POOL_API_KEY or an API client's key); "
+                    "/services/* takes SERVICES_API_KEY, /api/proxy/* an instance's own services token."),
+    "VERSION": None,  # set below from POOL_VERSION
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The ids of convos/converters.py, so a generated request matches the route.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "resource": {"type": "string", "pattern": "^[^/\\x00-\\x1f]{1,200}$"},
+    },
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "convos.schema.add_plain_django_routes"],
 }
 
 # --- Pool ---------------------------------------------------------------------------------------
@@ -226,6 +258,7 @@ POOL_URL = env.str("POOL_URL", default="")
 # deployments apart; Railway injects RAILWAY_GIT_COMMIT_SHA, other platforms can set GIT_SHA.
 POOL_VERSION = (env.str("POOL_VERSION", default="") or env.str("RAILWAY_GIT_COMMIT_SHA", default="")
                 or env.str("GIT_SHA", default="") or "dev")
+SPECTACULAR_SETTINGS["VERSION"] = POOL_VERSION
 # This pool's own Railway service and branch (injected by Railway; empty elsewhere). Not the
 # instances' Railway settings below.
 POOL_GIT_BRANCH = env.str("RAILWAY_GIT_BRANCH", default="")
@@ -361,15 +394,29 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# `text` (default): one readable line per record. `json`: one JSON object per line (time, level,
+# logger, message, request_id and instance_id when known; convos/log_format.py), for log search.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'text' or 'json'")
+# Celery's worker and beat replace the root logger's handlers with their own text format; with
+# json they keep the handler configured below, so every process prints the same lines.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+# Bearer token that GET /metrics (Prometheus) requires; empty: the endpoint is open.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Every record of every process is redacted as it is created (see convos/log_redaction.py).
 install_record_redaction()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact_secrets": {"()": "convos.log_redaction.RedactSecretsFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "convos.log_format.JsonFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
+                    "filters": ["redact_secrets"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

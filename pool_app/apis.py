@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from convos.permissions import IsOperator
+from convos.schema import OK_INSTANCE, PAGE_PARAMETERS, errors, obj
 from convos.serializer_fields import StrictBooleanField, StrictCharField
 from convos.pagination import page
 from convos.parsers import json_object_body
@@ -46,7 +48,7 @@ class InstanceOutputSerializer(serializers.Serializer):
     lastError = serializers.CharField(source="last_error")
     createdAt = serializers.DateTimeField(source="created_at")
     statusChangedAt = serializers.DateTimeField(source="status_changed_at")
-    claimedAt = serializers.DateTimeField(source="claimed_at")
+    claimedAt = serializers.DateTimeField(source="claimed_at", allow_null=True)
 
 
 def _join_url(value: str | None) -> str | None:
@@ -79,6 +81,9 @@ class ClaimOutputSerializer(serializers.Serializer):
         return qr_data_url(result.invite_url)
 
 
+_OPERATION = obj("PoolOperationResult", dryRun=serializers.BooleanField(required=False))
+
+
 class PoolClaimApi(APIView):
     class InputSerializer(serializers.Serializer):
         # Both optional as in production (defaults "Assistant" and "You are a helpful AI
@@ -108,6 +113,12 @@ class PoolClaimApi(APIView):
         def validate_joinUrl(self, value: str | None) -> str | None:
             return _join_url(value)
 
+    @extend_schema(
+        summary="Claim an idle instance and set it up as an agent (optionally joining a conversation).",
+        request=InputSerializer, responses={200: ClaimOutputSerializer, **errors(400, 401, 403, 404, 409, 429, 502, 503)},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="At most 200 characters: "
+                                     "a retried claim with the same key replays the first answer (header `Idempotent-Replayed: true`).")],
+    )
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
         data = self.InputSerializer(data=json_object_body(request))
@@ -136,6 +147,13 @@ class PoolClaimApi(APIView):
 
 
 class PoolStatusApi(APIView):
+    @extend_schema(summary="The pool's counts and instances (an API client: its own; the operator also sees the tick, settings, providers).",
+                   responses={200: obj("PoolStatus", counts=serializers.DictField(child=serializers.IntegerField()),
+                                       outage=serializers.JSONField(allow_null=True),
+                                       instances=InstanceOutputSerializer(many=True),
+                                       lastTick=serializers.JSONField(required=False, allow_null=True),
+                                       settings=serializers.JSONField(required=False), providers=serializers.JSONField(required=False)),
+                              **errors(401, 403, 429)})
     def get(self, request: Request) -> Response:
         # What a client may see of the pool is the selector's rule (see pool_status).
         status = selectors.pool_status(owner_id=None if request.user.is_operator else request.user.owner_id)
@@ -157,6 +175,8 @@ class _DryRunSerializer(serializers.Serializer):
 class PoolReplenishApi(APIView):
     permission_classes = [IsOperator]
 
+    @extend_schema(summary="Start creating `count` more instances (operator only).", request=_CountSerializer,
+                   responses={200: _OPERATION, **errors(400, 401, 403, 409, 429, 503)})
     def post(self, request: Request) -> Response:
         data = _CountSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
@@ -169,6 +189,8 @@ class PoolDrainApi(APIView):
     class InputSerializer(_CountSerializer, _DryRunSerializer):
         pass
 
+    @extend_schema(summary="Destroy up to `count` idle instances (operator only; `dryRun` only lists them).",
+                   request=InputSerializer, responses={200: _OPERATION, **errors(400, 401, 403, 409, 429)})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
@@ -178,6 +200,8 @@ class PoolDrainApi(APIView):
 class PoolRedeployApi(APIView):
     permission_classes = [IsOperator]
 
+    @extend_schema(summary="Redeploy the idle instances on the current image (operator only).", request=_DryRunSerializer,
+                   responses={200: _OPERATION, **errors(400, 401, 403, 409, 429)})
     def post(self, request: Request) -> Response:
         data = _DryRunSerializer(data=json_object_body(request, optional=True))
         data.is_valid(raise_exception=True)
@@ -190,6 +214,11 @@ class InstancesApi(APIView):
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=InstanceStatus.values, required=False)
 
+    @extend_schema(operation_id="api_pool_instances_list", summary="The instances the caller may see, a page at a time.",
+                   parameters=[FilterSerializer, *PAGE_PARAMETERS],
+                   responses={200: obj("InstancePage", instances=InstanceOutputSerializer(many=True), count=serializers.IntegerField(),
+                                       limit=serializers.IntegerField(), offset=serializers.IntegerField()),
+                              **errors(400, 401, 403, 429)})
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data={k: v for k, v in request.query_params.items() if k == "status"})
         filters.is_valid(raise_exception=True)
@@ -209,9 +238,14 @@ class InstanceDestroyApi(APIView):
     def get_permissions(self):
         return [IsOperator()] if self.request.method == "DELETE" else super().get_permissions()
 
+    @extend_schema(summary="One instance the caller may see (no secrets).",
+                   responses={200: InstanceOutputSerializer, **errors(401, 403, 404, 429)})
     def get(self, request: Request, instance_id: str) -> Response:
         return Response(InstanceOutputSerializer(selectors.instance_get(instance_id=instance_id, owner_id=_owner_scope(request))).data)
 
+    @extend_schema(summary="Destroy one instance (operator only; `?dryRun=true` only checks).",
+                   parameters=[OpenApiParameter("dryRun", bool, description="true/false/1/0; anything else is a 400.")],
+                   responses={200: _OPERATION, **errors(400, 401, 403, 404, 409, 429)})
     def delete(self, request: Request, instance_id: str) -> Response:
         value = request.query_params.get("dryRun", "false").lower()
         if value not in ("true", "false", "1", "0"):
@@ -228,6 +262,8 @@ class InstanceCloneApi(APIView):
         def validate_joinUrl(self, value: str | None) -> str | None:
             return _join_url(value)
 
+    @extend_schema(summary="Claim a new instance set up like this one (its template, model, instructions).",
+                   request=InputSerializer, responses={200: ClaimOutputSerializer, **errors(400, 401, 403, 404, 409, 429, 502, 503)})
     def post(self, request: Request, instance_id: str) -> Response:
         data = self.InputSerializer(data=json_object_body(request, optional=True))
         data.is_valid(raise_exception=True)
@@ -239,6 +275,8 @@ class InstanceCloneApi(APIView):
 class InstanceRedeployApi(APIView):
     permission_classes = [IsOperator]
 
+    @extend_schema(summary="Redeploy one instance (operator only).", request=None,
+                   responses={200: _OPERATION, **errors(401, 403, 404, 409, 429)})
     def post(self, request: Request, instance_id: str) -> Response:
         return Response(operations.instance_redeploy_one(instance_id=instance_id, actor=Actor.API).as_dict())
 
@@ -246,6 +284,8 @@ class InstanceRedeployApi(APIView):
 class InstanceRecheckApi(APIView):
     permission_classes = [IsOperator]
 
+    @extend_schema(summary="Check one instance's health now and answer its state (operator only).", request=None,
+                   responses={200: InstanceOutputSerializer, **errors(401, 403, 404, 409, 429)})
     def post(self, request: Request, instance_id: str) -> Response:
         return Response(InstanceOutputSerializer(operations.instance_recheck(instance_id=instance_id, actor=Actor.API)).data)
 
@@ -258,6 +298,8 @@ class _InstanceApi(APIView):
 
 
 class PendingAcceptanceCompleteApi(_InstanceApi):
+    @extend_schema(summary="The calling instance's join request was accepted (instance token).", request=None,
+                   responses={200: OK_INSTANCE, **errors(400, 401, 403, 409)})
     def post(self, request: Request) -> Response:
         json_object_body(request, optional=True)
         instance = operations.pending_acceptance_complete(instance_id=request.user.instance_id, actor=Actor.INSTANCE)
@@ -268,6 +310,8 @@ class PendingAcceptanceFailApi(_InstanceApi):
     class InputSerializer(serializers.Serializer):
         reason = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
 
+    @extend_schema(summary="The calling instance's join request failed (instance token).", request=InputSerializer,
+                   responses={200: OK_INSTANCE, **errors(400, 401, 403, 409)})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=json_object_body(request, optional=True))
         data.is_valid(raise_exception=True)

@@ -11,11 +11,14 @@ import logging
 
 from django.conf import settings
 from django.db import DatabaseError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from convos.schema import errors, obj
 from pool_app import selectors
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ class PoolCountsApi(_PublicApi):
     """`{status: count}` over the live instances, every status present; flat, as production answers
     it (its page reads `idle`, `starting`, `claimed`, `crashed` at the top level)."""
 
+    @extend_schema(summary="`{status: count}` over the live instances (no auth).",
+                   responses={200: {"type": "object", "additionalProperties": {"type": "integer"}}, **errors(503)})
     def get(self, request: Request) -> Response:
         try:
             counts = selectors.pool_counts()  # one GROUP BY on status
@@ -53,6 +58,10 @@ class PoolCountsApi(_PublicApi):
 class PoolInfoApi(_PublicApi):
     """Which deployment this is: settings only, no database."""
 
+    @extend_schema(summary="Which deployment this is (no auth).",
+                   responses={200: obj("PoolInfo", environment=serializers.CharField(), branch=serializers.CharField(),
+                                       railwayServiceId=serializers.CharField(), runtimeTypes=serializers.ListField(child=serializers.CharField()),
+                                       version=serializers.CharField())})
     def get(self, request: Request) -> Response:
         return Response({
             "environment": _environment(),
@@ -66,5 +75,7 @@ class PoolInfoApi(_PublicApi):
 class VersionApi(_PublicApi):
     """What code is deployed, as production's `GET /version` answers it."""
 
+    @extend_schema(summary="What code is deployed (no auth).",
+                   responses={200: obj("Version", version=serializers.CharField(), environment=serializers.CharField())})
     def get(self, request: Request) -> Response:
         return Response({"version": settings.POOL_VERSION, "environment": _environment()})

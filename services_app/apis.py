@@ -2,6 +2,7 @@
 of services_app.services, and serialize; the in-process facade calls the same functions."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -75,6 +76,7 @@ class CheckUserConfigApi(_ServicesApi):
 
 
 class DestroyToolApi(_ServicesApi):
+    @extend_schema(operation_id="services_destroy_tool")
     def delete(self, request: Request, instance_id: str, tool_id: str, resource_id: str) -> Response:
         return Response(services.tool_destroy(instance_id=instance_id, tool_id=tool_id, resource_id=resource_id))
 
@@ -142,6 +144,11 @@ class ConvosStatusApi(_ServicesApi):
 
 
 class RegistryApi(_ServicesApi):
+    @extend_schema(summary="The tools the pool can provision and whether each is enabled here.",
+                   responses={200: inline_serializer("RegistryTool", many=True, fields={
+                       "toolId": serializers.CharField(), "name": serializers.CharField(),
+                       "provisioning": serializers.ListField(child=serializers.CharField()), "always": serializers.BooleanField(),
+                       "enabled": serializers.BooleanField(), "reason": serializers.CharField(required=False, allow_null=True)})})
     def get(self, request: Request) -> Response:
         return Response(services.registry())
 
@@ -152,5 +159,16 @@ class TeardownRetryApi(_ServicesApi):
 
 
 class ProviderStatusApi(_ServicesApi):
+    @extend_schema(summary="Each provider's last success and last error.",
+                   responses={200: inline_serializer("ProviderStatus", many=True, fields={
+                       "provider": serializers.CharField(), "lastError": serializers.CharField(allow_blank=True),
+                       "lastErrorAt": serializers.DateTimeField(allow_null=True), "lastOkAt": serializers.DateTimeField(allow_null=True)})})
     def get(self, request: Request) -> Response:
         return Response(services.provider_statuses())
+
+
+class InstanceInfoApi(_ServicesApi):
+    """One instance's infra and tool resources, without secrets (the operators' instance page)."""
+
+    def get(self, request: Request, instance_id: str) -> Response:
+        return Response(services.instance_info(instance_id=instance_id))

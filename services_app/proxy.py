@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from django.conf import settings
 from django.urls import path
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -107,6 +108,20 @@ def _forward(provider: str, method: str, url: str, *, api_key: str, caller: str,
     return Response(payload, status=answer.status_code)
 
 
+_EMAIL_SEND = inline_serializer("ProxyEmailSend", fields={
+    "to": serializers.JSONField(help_text="An address or a list of them (required)."),
+    **{name: serializers.JSONField(required=False) for name in EMAIL_FIELDS if name != "to"},
+    "inbox_id": serializers.CharField(required=False, help_text="If given, must be the caller's own inbox."),
+})
+_SMS_SEND = inline_serializer("ProxySmsSend", fields={
+    "to": serializers.CharField(help_text="A phone number (required)."),
+    **{name: serializers.JSONField(required=False) for name in SMS_FIELDS if name != "to"},
+    "from": serializers.CharField(required=False, help_text="If given, must be the caller's own number."),
+})
+_INFO = inline_serializer("ProxyInfo", fields={"instanceId": serializers.CharField(), "email": serializers.CharField(allow_null=True),
+                                               "phone": serializers.CharField(allow_null=True)})
+
+
 class _ProxyApi(APIView):
     authentication_classes = [ServicesAuthentication]
     permission_classes = [IsInstance]
@@ -116,6 +131,7 @@ class _ProxyApi(APIView):
 
 
 class InfoApi(_ProxyApi):
+    @extend_schema(summary="The caller's own inbox and number, if the pool provisioned them.", responses={200: _INFO})
     def get(self, request: Request) -> Response:
         rows = {r.tool_id: r for r in InstanceService.objects.using(DB).filter(
             instance_id=self.instance_id(request), tool_id__in=("email", "sms"), status=ResourceStatus.ACTIVE)}
@@ -161,6 +177,8 @@ def _optional_str(data: dict[str, Any], field: str) -> str | None:
 
 
 class EmailSendApi(_EmailApi):
+    @extend_schema(summary="Send an email from the caller's own inbox (AgentMail's answer comes back as is).",
+                   request=_EMAIL_SEND)
     def post(self, request: Request, inbox_id: str | None = None) -> Response:
         return self.send(request, inbox_id)
 
@@ -176,6 +194,7 @@ class EmailThreadsApi(_EmailApi):
 
 
 class SmsSendApi(_ProxyApi):
+    @extend_schema(summary="Send an SMS from the caller's own number (Telnyx's answer comes back as is).", request=_SMS_SEND)
     def post(self, request: Request) -> Response:
         data = _body(request)
         row = _own(self.instance_id(request), "sms")

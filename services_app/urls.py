@@ -19,4 +19,5 @@ urlpatterns = [
     path("check-user-config/<id:tool_id>", apis.CheckUserConfigApi.as_view()),
     path("teardown/retry", apis.TeardownRetryApi.as_view()),
     path("providers", apis.ProviderStatusApi.as_view()),
+    path("instances/<id:instance_id>", apis.InstanceInfoApi.as_view()),
 ]

@@ -6,6 +6,7 @@ input. model and tools go out exactly as stored (seed 002): `{"default", "allow_
 """
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 
 from convos.serializer_fields import StrictCharField
 from convos.pagination import page
+from convos.schema import PAGE_PARAMETERS, errors, obj
 from convos.parsers import json_object_body
 from templates_app import selectors, services
 from templates_app.models import AgentTemplate, Visibility
@@ -50,6 +52,11 @@ class TemplatesApi(APIView):
         visibility = serializers.ChoiceField(choices=Visibility.values, required=False)
         creator = StrictCharField(max_length=200, required=False)
 
+    @extend_schema(operation_id="api_templates_list", summary="Templates the caller may see (public and own; the operator: all).",
+                   parameters=[FilterSerializer, *PAGE_PARAMETERS],
+                   responses={200: obj("TemplatePage", templates=TemplateOutputSerializer(many=True), count=serializers.IntegerField(),
+                                       limit=serializers.IntegerField(), offset=serializers.IntegerField()),
+                              **errors(400, 401, 403, 429)})
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params.dict())  # a plain dict: `?visibility=` is an error, not "no filter"
         filters.is_valid(raise_exception=True)
@@ -61,6 +68,8 @@ class TemplatesApi(APIView):
         return Response(page(request.query_params, templates, key="templates",
                              serialize=lambda rows: TemplateOutputSerializer(rows, many=True).data))
 
+    @extend_schema(summary="Create a template owned by the caller.", request=TemplateInputSerializer,
+                   responses={201: TemplateOutputSerializer, **errors(400, 401, 403, 409, 429)})
     def post(self, request: Request) -> Response:
         template = services.template_create(viewer=request.user, data=_validated(self, request, partial=False))
         return Response(_out(template), status=status.HTTP_201_CREATED)
@@ -72,12 +81,17 @@ class TemplateDetailApi(APIView):
 
     InputSerializer = TemplateInputSerializer
 
+    @extend_schema(summary="One template the caller may see.", responses={200: TemplateOutputSerializer, **errors(401, 403, 404, 429)})
     def get(self, request: Request, template_id: str) -> Response:
         return Response(_out(selectors.template_get(template_id=template_id, viewer=request.user)))
 
+    @extend_schema(summary="Replace a template (omitted tools/model/visibility go back to defaults).", request=TemplateInputSerializer,
+                   responses={200: TemplateOutputSerializer, **errors(400, 401, 403, 404, 409, 429)})
     def put(self, request: Request, template_id: str) -> Response:
         return self._update(request, template_id, partial=False)
 
+    @extend_schema(summary="Change the fields given.", request=TemplateInputSerializer,
+                   responses={200: TemplateOutputSerializer, **errors(400, 401, 403, 404, 409, 429)})
     def patch(self, request: Request, template_id: str) -> Response:
         return self._update(request, template_id, partial=True)
 
@@ -85,6 +99,8 @@ class TemplateDetailApi(APIView):
         data = _validated(self, request, partial=partial)
         return Response(_out(services.template_update(template_id=template_id, viewer=request.user, data=data)))
 
+    @extend_schema(summary="Delete a template (instances claimed from it are untouched).",
+                   responses={204: None, **errors(401, 403, 404, 409, 429)})
     def delete(self, request: Request, template_id: str) -> Response:
         services.template_delete(template_id=template_id, viewer=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -94,6 +110,8 @@ class TemplateVisibilityApi(APIView):
     class InputSerializer(serializers.Serializer):
         visibility = serializers.ChoiceField(choices=Visibility.values)
 
+    @extend_schema(summary="Set a template's visibility.", request=InputSerializer,
+                   responses={200: TemplateOutputSerializer, **errors(400, 401, 403, 404, 409, 429)})
     def post(self, request: Request, template_id: str) -> Response:
         data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
