@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m bench.startup_and_claims
 .venv/bin/python -m bench.tick
 BENCH_DATABASE=postgres .venv/bin/python -m bench.tick
+.venv/bin/python -m bench.dashboard
