@@ -1,4 +1,4 @@
-"""Benchmark the pool tick at 100 and 1,000 instances, on the fake infra provider.
+"""Benchmark the pool tick at 100 and 1,000 instances (BENCH_TICK_SIZES), on the fake infra provider.
 
 Local runtime processes are too heavy for 1,000 instances, so the instances here are fake ones
 (services_app/providers/fake.py): no process each, all served by one in-process HTTP server, so
@@ -27,7 +27,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-SIZES = (100, 1000)
+# Sizes to run, e.g. BENCH_TICK_SIZES=100,1000,5000 (default 100,1000).
+SIZES = tuple(int(n) for n in os.environ.get("BENCH_TICK_SIZES", "100,1000").split(",") if n.strip())
 STEADY_TICKS = 5
 LATENCIES_MS = (0, 50)
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"

@@ -1,6 +1,7 @@
 """HTTP calls from services to an instance's pool-mode server (reference section 1)."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -63,11 +64,23 @@ def _session() -> requests.Session:
     return _local.session
 
 
+def is_healthy_answer(status_code: int, body: bytes | str) -> bool:
+    """THE health rule (also used by services_app/health_checks.py): HTTP 200 with a JSON object
+    whose `ready` is exactly true. A redirect, an error status or any other body is not healthy."""
+    if status_code != 200:
+        return False
+    try:
+        payload = json.loads(body)
+    except ValueError:  # includes UnicodeDecodeError
+        return False
+    return isinstance(payload, dict) and payload.get("ready") is True
+
+
 def health(base_url: str, *, timeout: float) -> bool:
     try:
         response = _session().get(f"{base_url}/pool/health", timeout=timeout, allow_redirects=False)
-        return response.status_code == 200 and response.json().get("ready") is True
-    except (requests.RequestException, ValueError, AttributeError):
+        return is_healthy_answer(response.status_code, response.content)
+    except requests.RequestException:
         return False
 
 

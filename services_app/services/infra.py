@@ -13,8 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from convos.concurrency import map_with_deadline
-from services_app import instance_secrets, runtime_client, runtime_kinds
+from services_app import health_checks, instance_secrets, runtime_kinds
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.plugins import all_plugins, get_plugin
 from services_app.plugins.base import ProvisionedResource
@@ -281,12 +280,12 @@ def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
     # A deadline for the whole batch: a fleet of hanging instances would otherwise hold the tick
     # for (instances / concurrency) x timeout. Unchecked instances count as not healthy this time
     # (the tick's outage guard stops that from destroying anything en masse).
-    results = map_with_deadline(
-        lambda infra: runtime_client.health(deploy[infra.instance_id].url or infra.url, timeout=settings.HEALTH_CHECK_TIMEOUT_S),
-        to_check,
-        max_workers=settings.HEALTH_CHECK_CONCURRENCY,
+    # The checks run on asyncio with keep-alive connections kept across ticks (health_checks.py).
+    results = health_checks.check_batch(
+        [deploy[infra.instance_id].url or infra.url for infra in to_check],
+        timeout=settings.HEALTH_CHECK_TIMEOUT_S,
         deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S,
-        missing=False,
+        concurrency=settings.HEALTH_CHECK_CONCURRENCY,
     )
     healthy = {infra.instance_id: ok for infra, ok in zip(to_check, results)}
 

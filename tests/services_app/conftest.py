@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import responses
 
+from services_app import health_checks, runtime_client
 from services_app.plugins import http
 
 
@@ -27,16 +28,25 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def _health_checks_through_requests(monkeypatch) -> None:
+    """`responses` fakes `requests` only: send status_batch's health checks (asyncio, see
+    services_app/health_checks.py) through runtime_client.health, so the registered answers serve."""
+    monkeypatch.setattr(health_checks, "check_batch",
+                        lambda urls, *, timeout=5.0, **_: [runtime_client.health(u, timeout=timeout) for u in urls])
+
+
 @pytest.fixture
-def rsps():
+def rsps(monkeypatch):
     """Faked HTTP where not every registered response has to be used."""
+    _health_checks_through_requests(monkeypatch)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
 
 
 @pytest.fixture
-def mocked():
+def mocked(monkeypatch):
     """Every request must match a registered response (unmatched ones fail the test)."""
+    _health_checks_through_requests(monkeypatch)
     with responses.RequestsMock() as rsps:
         yield rsps
 
