@@ -2,7 +2,8 @@
 
 1. Start-up: a fresh VAR_DIR, default settings; time from launching the pool until
    GET /api/pool/status shows POOL_MIN_IDLE (3) idle instances.
-2. Claims: a second fresh pool kept at 20 idle; 20 sequential POST /api/pool/claim over HTTP.
+2. Claims: a second fresh pool kept at 20 idle; 20 sequential POST /api/pool/claim over HTTP,
+   then, refilled, 20 more with ?qr=true (the answer's QR code drawn).
    Each answer's Server-Timing header splits the claim into the instance's provision call and
    the pool's own work; the client-side total includes HTTP.
 
@@ -114,29 +115,34 @@ def main() -> None:
     pool = Pool(POOL_MIN_IDLE="20", TICK_INTERVAL_MS="2000")
     try:
         pool.start()
-        pool.wait_idle(20)
-        totals, provisions, overheads = [], [], []
-        for i in range(20):
-            t0 = time.perf_counter()
-            response = requests.post(
-                f"{pool.base}/api/pool/claim",
-                json={"agentName": f"bench-{i}", "instructions": "Benchmark agent."},
-                headers={"Authorization": f"Bearer {pool.key}"},
-                timeout=90,
-            )
-            totals.append((time.perf_counter() - t0) * 1000)
-            response.raise_for_status()
-            timing = _timing(response.headers["Server-Timing"])
-            provisions.append(timing["provision"])
-            overheads.append(timing["pool"])
-        print("claims (20, sequential, over HTTP to gunicorn, SQLite):")
-        print("  " + _summary("client total", totals))
-        print("  " + _summary("instance provision", provisions))
-        print("  " + _summary("pool overhead", overheads))
-        print("  " + _summary("HTTP + server stack", [t - p - o for t, p, o in zip(totals, provisions, overheads)]))
+        # Without the QR code (the default answer), then asking for it with ?qr=true.
+        for query, label in (("", "no QR, the default"), ("?qr=true", "?qr=true")):
+            pool.wait_idle(20)
+            _claims(pool, query, label)
     finally:
         pool.stop()
 
+
+def _claims(pool: Pool, query: str, label: str) -> None:
+    totals, provisions, overheads = [], [], []
+    for i in range(20):
+        t0 = time.perf_counter()
+        response = requests.post(
+            f"{pool.base}/api/pool/claim{query}",
+            json={"agentName": f"bench-{i}", "instructions": "Benchmark agent."},
+            headers={"Authorization": f"Bearer {pool.key}"},
+            timeout=90,
+        )
+        totals.append((time.perf_counter() - t0) * 1000)
+        response.raise_for_status()
+        timing = _timing(response.headers["Server-Timing"])
+        provisions.append(timing["provision"])
+        overheads.append(timing["pool"])
+    print(f"claims (20, sequential, over HTTP to gunicorn, SQLite; {label}):")
+    print("  " + _summary("client total", totals))
+    print("  " + _summary("instance provision", provisions))
+    print("  " + _summary("pool overhead", overheads))
+    print("  " + _summary("HTTP + server stack", [t - p - o for t, p, o in zip(totals, provisions, overheads)]))
 
 if __name__ == "__main__":
     main()

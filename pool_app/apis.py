@@ -64,8 +64,21 @@ def _join_url(value: str | None) -> str | None:
 
 
 class ClaimOutputSerializer(serializers.Serializer):
-    """A claim's answer as the API renders it; `qrDataUrl` is drawn here from the invite URL
-    (context `draw_qr=False` leaves it out)."""
+    """A claim's answer as the API renders it; `qrDataUrl` is drawn here from the invite URL only
+    when the claim asked for it (`?qr=true`, context `draw_qr=True`); otherwise it is null (the key
+    stays, for clients that read it). Drawing it was most of a claim's own CPU."""
+
+    QR_PARAMETER = OpenApiParameter(
+        "qr", bool, description="true/false/1/0 (default false): also answer the invite as a QR code PNG "
+        "data URL in `qrDataUrl` (null otherwise). Anything else is a 400.")
+
+    @staticmethod
+    def draw_qr(request: Request) -> bool:
+        """`?qr=`: true/false/1/0, absent is false; anything else is a 400 naming `qr`."""
+        value = request.query_params.get("qr", "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise serializers.ValidationError({"qr": "Must be true or false"})
+        return value in ("true", "1")
 
     instanceId = serializers.CharField(source="instance_id")
     agentName = serializers.CharField(source="agent_name")
@@ -76,7 +89,7 @@ class ClaimOutputSerializer(serializers.Serializer):
     qrDataUrl = serializers.SerializerMethodField()
 
     def get_qrDataUrl(self, result) -> str | None:  # noqa: N802 - the API's field name
-        if not self.context.get("draw_qr", True) or not result.invite_url:
+        if not self.context.get("draw_qr") or not result.invite_url:
             return None
         return qr_data_url(result.invite_url)
 
@@ -117,10 +130,12 @@ class PoolClaimApi(APIView):
         summary="Claim an idle instance and set it up as an agent (optionally joining a conversation).",
         request=InputSerializer, responses={200: ClaimOutputSerializer, **errors(400, 401, 403, 404, 409, 429, 502, 503)},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="At most 200 characters: "
-                                     "a retried claim with the same key replays the first answer (header `Idempotent-Replayed: true`).")],
+                                     "a retried claim with the same key replays the first answer (header `Idempotent-Replayed: true`)."),
+                    ClaimOutputSerializer.QR_PARAMETER],
     )
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
+        draw_qr = ClaimOutputSerializer.draw_qr(request)  # a bad ?qr= is refused before any instance is taken
         data = self.InputSerializer(data=json_object_body(request))
         data.is_valid(raise_exception=True)
         key = request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip()
@@ -136,7 +151,7 @@ class PoolClaimApi(APIView):
             runtime=v.get("runtime") or None,
         )
         result = instance_claim(spec=spec, actor=Actor.API, idempotency_key=key or None, owner_key=request.user.name)
-        response = Response(ClaimOutputSerializer(result).data)
+        response = Response(ClaimOutputSerializer(result, context={"draw_qr": draw_qr}).data)
         if result.replayed:
             response["Idempotent-Replayed"] = "true"
         else:
@@ -263,13 +278,15 @@ class InstanceCloneApi(APIView):
             return _join_url(value)
 
     @extend_schema(summary="Claim a new instance set up like this one (its template, model, instructions).",
-                   request=InputSerializer, responses={200: ClaimOutputSerializer, **errors(400, 401, 403, 404, 409, 429, 502, 503)})
+                   request=InputSerializer, parameters=[ClaimOutputSerializer.QR_PARAMETER],
+                   responses={200: ClaimOutputSerializer, **errors(400, 401, 403, 404, 409, 429, 502, 503)})
     def post(self, request: Request, instance_id: str) -> Response:
+        draw_qr = ClaimOutputSerializer.draw_qr(request)
         data = self.InputSerializer(data=json_object_body(request, optional=True))
         data.is_valid(raise_exception=True)
         result = instance_clone(instance_id=instance_id, viewer=request.user, actor=Actor.API,
                                 user_config=data.validated_data.get("userConfig"), join_url=data.validated_data.get("joinUrl") or None)
-        return Response(ClaimOutputSerializer(result).data)
+        return Response(ClaimOutputSerializer(result, context={"draw_qr": draw_qr}).data)
 
 
 class InstanceRedeployApi(APIView):

@@ -58,6 +58,15 @@ def local_instances(tmp_path: Path, settings) -> Iterator[Path]:
     assert list_runtime_processes(directory) == [], "runtime processes left behind"
 
 
+@pytest.fixture(autouse=True)
+def refill_ticks(monkeypatch) -> list[str]:
+    """A claim that leaves the pool short enqueues a tick (`pool_app.services.claim._enqueue_tick`):
+    here it is recorded instead, so no test sends ticks to the real broker. A test may read the list."""
+    sent: list[str] = []
+    monkeypatch.setattr("pool_app.services.claim._enqueue_tick", lambda: sent.append("pool_tick"))
+    return sent
+
+
 @pytest.fixture
 def api() -> APIClient:
     client = APIClient()
@@ -94,7 +103,8 @@ def _test_databases_released(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         for alias in ALL_DATABASES:
             connection = connections[alias]
-            if connection.vendor != "postgresql":
+            # Only test databases this run created (a run with no database test made none).
+            if connection.vendor != "postgresql" or not str(connection.settings_dict.get("NAME", "")).startswith("test_"):
                 continue
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from convos.auth import OPERATOR
@@ -21,7 +21,7 @@ from pool_app.models import HOLDS_JOIN_URL_STATUSES, Instance, InstanceStatus, R
 from pool_app.services.idempotency import claim_once
 from pool_app.services.recovery import claim_recover, late_claim_recover
 from templates_app.selectors import template_get  # templates are resolved through their own app
-from pool_app.transitions import transition
+from pool_app.transitions import record_event, transition
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
@@ -172,17 +172,27 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
                            runtime: str | None = None) -> Instance | None:
     """Move the oldest claimable idle instance to `claiming` and return it (None: nothing idle).
 
-    On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets concurrent claims pick different rows without
-    waiting on each other. SQLite has no row locks (Django drops the clause there); its IMMEDIATE
-    transactions serialise claims instead. On both, the conditional update in `transition` is
-    what guarantees that one instance is never reserved twice, and the partial unique index on
-    join_url that one conversation is never claimed twice.
+    On PostgreSQL, one `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) AND
+    status = 'idle' RETURNING *` picks and reserves the row: concurrent claims pick different rows
+    without waiting on each other, and the status condition means one instance is never reserved
+    twice. SQLite has no row locks (Django drops the clause there); its IMMEDIATE transactions
+    serialise claims instead, and the conditional update in `transition` is the guarantee. On
+    both, the partial unique index on join_url makes sure one conversation is never claimed twice.
     """
     for attempt in range(_RESERVE_ATTEMPTS):
         with transaction.atomic(using=DB):
             idle = Instance.objects.using(DB).claimable(skip=skip)
             if runtime:
                 idle = idle.filter(runtime_kind=runtime)
+            if connections[DB].vendor == "postgresql":
+                # One round trip picks and reserves the row; `transition` stays the path on SQLite.
+                reserved = _reserve_in_one_statement(idle, actor=actor, join_url=join_url)
+                if reserved is not None:
+                    return reserved
+                if attempt + 1 < _RESERVE_ATTEMPTS and idle.exists():
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
+                return None
             candidate = idle.select_for_update(skip_locked=True).order_by("created_at").first()
             if candidate is None:
                 # Every idle row may be locked for an instant by another claim's reservation:
@@ -203,6 +213,31 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
             if reserved:
                 return candidate
     return None
+
+
+def _reserve_in_one_statement(idle, *, actor: str, join_url: str | None) -> Instance | None:
+    """PostgreSQL: pick (FOR UPDATE SKIP LOCKED) and reserve the oldest claimable row in one
+    `UPDATE ... WHERE id = (SELECT ...) RETURNING`, and record the same event as `transition`.
+    None: no row was free (nothing idle, or every idle row locked by another claim just now)."""
+    pick_sql, pick_params = (idle.select_for_update(skip_locked=True).order_by("created_at").values("pk")[:1]
+                             .query.get_compiler(using=DB).as_sql())
+    now = timezone.now()
+    sql = (f"UPDATE {Instance._meta.db_table} SET status = %s, updated_at = %s, status_changed_at = %s, "
+           f"claim_started_at = %s, join_url = %s, needs_reset = %s "
+           f"WHERE id = ({pick_sql}) AND status = %s RETURNING *")
+    params = (InstanceStatus.CLAIMING, now, now, now, join_url or "", True,  # from now on it may hold something of this claim
+              *pick_params, InstanceStatus.IDLE)
+    # The caller's transaction holds the update and its event together (no savepoint of its own).
+    try:
+        rows = list(Instance.objects.db_manager(DB).raw(sql, params))
+    except IntegrityError:
+        raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use") from None
+    if not rows:
+        return None
+    record_event(instance_id=rows[0].pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING,
+                 reason="claim started", actor=actor)
+    logger.info("instance %s: %s -> %s (%s, %s)", rows[0].pk, InstanceStatus.IDLE, InstanceStatus.CLAIMING, actor, "claim started")
+    return rows[0]
 
 
 def _within(deadline: float, step: str) -> None:
@@ -309,6 +344,7 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
         _take_back(instance.pk, provisioned)
         late_claim_recover(instance.pk, actor=actor, reason="a claim finished after it was recovered")
         raise UpstreamFailed(f"Claim of instance {instance.pk} timed out", code="claim_timed_out")
+    _refill_if_short()
     return ClaimResult(
         instance_id=instance.pk,
         agent_name=spec.agent_name,
@@ -318,3 +354,28 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
         status=answer.get("status") or "created",
         provision_ms=provision_ms,
     )
+
+
+def _refill_if_short() -> bool:
+    """After a successful claim: when fewer than POOL_MIN_IDLE claimable instances are left, ask for
+    a tick now (once the claim is committed) instead of waiting up to a whole tick interval. The
+    tick's single-flight lock keeps an extra one from overlapping a tick already running. True: one
+    was asked for. POOL_REFILL_AFTER_CLAIM=False turns this off."""
+    if not settings.POOL_REFILL_AFTER_CLAIM:
+        return False
+    if Instance.objects.using(DB).claimable().count() >= settings.POOL_MIN_IDLE:
+        return False
+    transaction.on_commit(_enqueue_tick, using=DB)
+    return True
+
+
+def _enqueue_tick() -> None:
+    """Send one tick to the queue; a broker that is down costs a log line, never the claim."""
+    from pool_app.tasks import pool_tick_task  # tasks imports the services: not at module level
+
+    try:
+        # No publish retries: the claim's answer is waiting. The beat's tick comes anyway.
+        pool_tick_task.apply_async(retry=False, expires=60)
+    except Exception as exc:  # noqa: BLE001 - whatever the broker raises
+        logger.warning("could not enqueue a refill tick after a claim: %s: %s", exc.__class__.__name__, exc)
+

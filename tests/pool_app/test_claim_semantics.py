@@ -121,12 +121,15 @@ def test_it_a_key_left_in_progress_by_a_dead_claim_is_taken_over_after_the_claim
 def test_it_the_stored_answer_keeps_no_qr_image_and_the_replay_draws_it_again(fake):
     _idle(fake, 1)
     client = _client({"HTTP_IDEMPOTENCY_KEY": "key-1"})
-    first = client.post(CLAIM, _body(), format="json").json()
+    first = client.post(CLAIM + "?qr=true", _body(), format="json").json()
     assert first["qrDataUrl"].startswith("data:image/png;base64,")
     stored = ClaimRequest.objects.get().response
     assert "qrDataUrl" not in stored and stored["inviteUrl"] == first["inviteUrl"]
-    replay = client.post(CLAIM, _body(), format="json")
+    replay = client.post(CLAIM + "?qr=true", _body(), format="json")
     assert replay["Idempotent-Replayed"] == "true" and replay.json() == first
+    # A replay follows its own ?qr=, like a first claim.
+    plain = client.post(CLAIM, _body(), format="json")
+    assert plain["Idempotent-Replayed"] == "true" and plain.json() == {**first, "qrDataUrl": None}
 
 
 def test_it_the_tick_prunes_keys_older_than_their_ttl(fake, settings):
@@ -237,11 +240,26 @@ def test_it_the_tick_recovers_a_claim_stuck_in_claiming(fake, settings):
 
 
 # --- response ------------------------------------------------------------------------------------------
-def test_it_the_answer_carries_a_png_qr_code_of_the_invite(fake):
+@pytest.mark.parametrize("qr", ["true", "1", "TRUE"])
+def test_it_the_answer_carries_a_png_qr_code_of_the_invite_when_asked(fake, qr):
     _idle(fake, 1)
-    body = _client().post(CLAIM, _body(), format="json").json()
+    body = _client().post(f"{CLAIM}?qr={qr}", _body(), format="json").json()
     assert body["qrDataUrl"].startswith("data:image/png;base64,")
     assert base64.b64decode(body["qrDataUrl"].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize("query", ["", "?qr=false", "?qr=0"])
+def test_it_the_answer_has_a_null_qr_code_unless_asked(fake, query):
+    _idle(fake, 1)
+    body = _client().post(CLAIM + query, _body(), format="json").json()
+    assert body["inviteUrl"] and "qrDataUrl" in body and body["qrDataUrl"] is None
+
+
+def test_it_an_invalid_qr_parameter_is_a_400_naming_it_and_takes_no_instance(fake):
+    (instance,) = _idle(fake, 1)
+    response = _client().post(CLAIM + "?qr=yes", _body(), format="json")
+    assert response.status_code == 400 and "qr" in response.content.decode()
+    assert Instance.objects.get(pk=instance.pk).status == S.IDLE
 
 
 def test_it_pending_acceptance_from_the_instance_is_kept(fake):
