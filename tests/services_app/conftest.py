@@ -1,6 +1,8 @@
 """Fixtures for the provider and plugin tests: the HTTP layer is faked, back-off never sleeps."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import responses
 
@@ -57,3 +59,15 @@ def slept(monkeypatch) -> list[float]:
     delays: list[float] = []
     monkeypatch.setattr(http, "sleep", delays.append)
     return delays
+
+
+def services_on_railway(settings) -> str:
+    """Point services at the Railway stand-in's API (a fresh URL: a fresh process-wide client);
+    returns that URL for FakeRailway."""
+    api = f"https://railway-{uuid.uuid4().hex[:8]}.test/graphql/v2"
+    settings.INFRA_PROVIDER = "railway"
+    settings.RAILWAY_API_URL = api
+    settings.RAILWAY_API_TOKENS = ["tok-a"]
+    settings.RAILWAY_WORKSPACE_ID = "ws-1"
+    settings.RAILWAY_PROJECT_CREATE_INTERVAL_S = 0
+    return api

@@ -19,6 +19,7 @@ from services_app.services.infra import _runtime_variables
 from tests.conftest import ALL_DATABASES
 from tests.services_app.fake_railway import FakeRailway
 from tests.services_app.production_runtime_standin import ProductionRuntimeStandin, StandinRefused
+from tests.services_app.conftest import services_on_railway
 
 OPENROUTER = "https://openrouter.test/api/v1"
 IMAGE = "ghcr.io/xmtplabs/convos-managed-agent-runtime:test"
@@ -36,12 +37,7 @@ def standin():
 def railway(settings, rsps, monkeypatch, standin) -> FakeRailway:
     """Services on Railway (its stand-in, through `responses`), every instance URL pointing at the
     pool-server stand-in (a real HTTP server: its URL passes through `responses`)."""
-    api = f"https://railway-{uuid.uuid4().hex[:8]}.test/graphql/v2"  # a fresh process-wide client
-    settings.INFRA_PROVIDER = "railway"
-    settings.RAILWAY_API_URL = api
-    settings.RAILWAY_API_TOKENS = ["tok-a"]
-    settings.RAILWAY_WORKSPACE_ID = "ws-1"
-    settings.RAILWAY_PROJECT_CREATE_INTERVAL_S = 0
+    api = services_on_railway(settings)
     settings.RAILWAY_RUNTIME_IMAGE = IMAGE
     settings.RAILWAY_INSTANCE_URL_TEMPLATE = standin.url  # whatever domain Railway gives, the stand-in answers
     settings.OPENCLAW_PRIMARY_MODEL = DEFAULT_MODEL

@@ -17,6 +17,7 @@ from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.services import ServicesError
 from tests.conftest import ALL_DATABASES
 from tests.services_app.fake_railway import FakeRailway
+from tests.services_app.conftest import services_on_railway
 
 OPENROUTER = "https://openrouter.test/api/v1"
 AGENTMAIL = "https://agentmail.test/v0"
@@ -26,12 +27,7 @@ HEALTH = re.compile(r"https://.*\.up\.railway\.app/pool/health")
 
 @pytest.fixture
 def railway(settings, rsps, monkeypatch) -> FakeRailway:
-    api = f"https://railway-{uuid.uuid4().hex[:8]}.test/graphql/v2"  # a fresh process-wide client
-    settings.INFRA_PROVIDER = "railway"
-    settings.RAILWAY_API_URL = api
-    settings.RAILWAY_API_TOKENS = ["tok-a"]
-    settings.RAILWAY_WORKSPACE_ID = "ws-1"
-    settings.RAILWAY_PROJECT_CREATE_INTERVAL_S = 0
+    api = services_on_railway(settings)
     settings.OPENROUTER_API_URL = OPENROUTER
     settings.OPENROUTER_MANAGEMENT_KEY = MGMT_KEY
     settings.AGENTMAIL_API_URL = AGENTMAIL
