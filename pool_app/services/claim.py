@@ -17,18 +17,17 @@ from convos.auth import OPERATOR
 from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
 from pool_app.invite_urls import InvalidInvite, normalize_join_url
 from pool_app import metrics as claim_metrics
+from pool_app.config import pool_config
 from pool_app.models import HOLDS_JOIN_URL_STATUSES, Instance, InstanceStatus, RuntimeKind
 from pool_app.services.idempotency import claim_once
 from pool_app.services.recovery import claim_recover, late_claim_recover
+from runtime.limits import DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS
 from templates_app.selectors import template_get  # templates are resolved through their own app
-from pool_app.transitions import record_event, transition
+from pool_app.transitions import log_transition, record_event, transition
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
 from pool_app.db import DB
-# Production's defaults for a claim that names neither (its landing page sends only a joinUrl).
-DEFAULT_AGENT_NAME = "Assistant"
-DEFAULT_INSTRUCTIONS = "You are a helpful AI assistant."
 _RESERVE_ATTEMPTS = 5
 _BOUND_RETRIES = 3
 
@@ -236,7 +235,7 @@ def _reserve_in_one_statement(idle, *, actor: str, join_url: str | None) -> Inst
         return None
     record_event(instance_id=rows[0].pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING,
                  reason="claim started", actor=actor)
-    logger.info("instance %s: %s -> %s (%s, %s)", rows[0].pk, InstanceStatus.IDLE, InstanceStatus.CLAIMING, actor, "claim started")
+    log_transition(rows[0].pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING, actor=actor, reason="claim started")
     return rows[0]
 
 
@@ -363,7 +362,8 @@ def _refill_if_short() -> bool:
     was asked for. POOL_REFILL_AFTER_CLAIM=False turns this off."""
     if not settings.POOL_REFILL_AFTER_CLAIM:
         return False
-    if Instance.objects.using(DB).claimable().count() >= settings.POOL_MIN_IDLE:
+    # The effective target: an operator's override in admin wins over the setting, as in the tick.
+    if Instance.objects.using(DB).claimable().count() >= pool_config().min_idle:
         return False
     transaction.on_commit(_enqueue_tick, using=DB)
     return True

@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
+from pool_app.config import pool_settings_update
 from pool_app.models import Instance, InstanceStatus as S
 from pool_app.services import claim as claim_module
 from pool_app.tasks import pool_tick_task
@@ -45,21 +46,21 @@ def _claim(django_capture_on_commit_callbacks):
         return client.post(CLAIM, {"agentName": "agent"}, format="json")
 
 
-def test_a_claim_that_leaves_the_pool_short_enqueues_one_tick(fake, broker, django_capture_on_commit_callbacks):
+def test_it_a_claim_that_leaves_the_pool_short_enqueues_one_tick(fake, broker, django_capture_on_commit_callbacks):
     _idle(fake, 2)  # one left after the claim, below POOL_MIN_IDLE=2
     response = _claim(django_capture_on_commit_callbacks)
     assert response.status_code == 200, response.content
     assert len(broker) == 1
 
 
-def test_a_claim_that_leaves_enough_enqueues_nothing(fake, broker, django_capture_on_commit_callbacks):
+def test_it_a_claim_that_leaves_enough_enqueues_nothing(fake, broker, django_capture_on_commit_callbacks):
     _idle(fake, 3)  # two left
     response = _claim(django_capture_on_commit_callbacks)
     assert response.status_code == 200, response.content
     assert broker == []
 
 
-def test_a_failed_claim_enqueues_nothing(fake, broker, django_capture_on_commit_callbacks):
+def test_it_a_failed_claim_enqueues_nothing(fake, broker, django_capture_on_commit_callbacks):
     response = _claim(django_capture_on_commit_callbacks)  # nothing idle: 503
     assert response.status_code == 503 and broker == []
 
@@ -71,7 +72,7 @@ def test_it_can_be_turned_off(fake, broker, settings, django_capture_on_commit_c
     assert broker == []
 
 
-def test_a_broker_that_is_down_does_not_fail_the_claim(fake, monkeypatch, django_capture_on_commit_callbacks):
+def test_it_a_broker_that_is_down_does_not_fail_the_claim(fake, monkeypatch, django_capture_on_commit_callbacks):
     monkeypatch.setattr(claim_module, "_enqueue_tick", REAL_ENQUEUE)
 
     def down(*args, **kwargs):
@@ -87,7 +88,15 @@ def test_a_broker_that_is_down_does_not_fail_the_claim(fake, monkeypatch, django
     assert len(warnings) == 1 and "could not enqueue a refill tick" in warnings[0] and "Error 111" in warnings[0]
 
 
-def test_the_suite_records_instead_of_enqueuing(fake, refill_ticks, django_capture_on_commit_callbacks):
+def test_it_the_suite_records_instead_of_enqueuing(fake, refill_ticks, django_capture_on_commit_callbacks):
     _idle(fake, 1)
     assert _claim(django_capture_on_commit_callbacks).status_code == 200
     assert refill_ticks == ["pool_tick"]
+
+
+def test_it_reads_the_idle_target_an_operator_set_in_admin(fake, broker, django_capture_on_commit_callbacks):
+    _idle(fake, 3)  # two left: enough for the setting (2), short of the override (5)
+    pool_settings_update(changed_by="op", min_idle=5)
+    response = _claim(django_capture_on_commit_callbacks)
+    assert response.status_code == 200, response.content
+    assert len(broker) == 1
