@@ -25,5 +25,5 @@ def page(query_params: Any, items: Any, *, key: str, serialize) -> dict[str, Any
     params = PageParams(data={name: query_params[name] for name in ("limit", "offset") if name in query_params})
     params.is_valid(raise_exception=True)
     limit, offset = params.validated_data["limit"], params.validated_data["offset"]
-    count = items.count() if hasattr(items, "count") and not isinstance(items, list) else len(items)
+    count = len(items) if isinstance(items, list) else items.count()
     return {key: serialize(items[offset:offset + limit]), "count": count, "limit": limit, "offset": offset}

@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from convos import local_secrets
 from convos.log_redaction import install_record_redaction
+from runtime import kinds as runtime_kinds
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -267,7 +268,7 @@ SPECTACULAR_SETTINGS["VERSION"] = POOL_VERSION
 POOL_GIT_BRANCH = env.str("RAILWAY_GIT_BRANCH", default="")
 POOL_RAILWAY_SERVICE_ID = env.str("RAILWAY_SERVICE_ID", default="")
 # The runtime kind the pool's instances run (what their /pool/health reports as `runtime`).
-POOL_RUNTIME_KIND = env.str("POOL_RUNTIME_KIND", default="convos-python")
+POOL_RUNTIME_KIND = env.str("POOL_RUNTIME_KIND", default=runtime_kinds.CONVOS_PYTHON)
 
 # --- CORS (django-cors-headers) -----------------------------------------------------------------
 # Browsers on these origins may call the pool API (e.g. a landing page on another domain reading

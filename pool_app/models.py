@@ -9,7 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from runtime import limits
+from runtime import kinds, limits
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -50,9 +50,9 @@ class RuntimeKind(models.TextChoices):
     """What an instance runs (its /pool/health `runtime`): this project's runtime, or the production
     image's two kinds. A claim's `runtime` picks among them."""
 
-    CONVOS_PYTHON = "convos-python", "convos-python"
-    OPENCLAW = "openclaw", "openclaw"
-    HERMES = "hermes", "hermes"
+    CONVOS_PYTHON = kinds.CONVOS_PYTHON, kinds.CONVOS_PYTHON
+    OPENCLAW = kinds.OPENCLAW, kinds.OPENCLAW
+    HERMES = kinds.HERMES, kinds.HERMES
 
 
 # Statuses in which an instance holds its joinUrl: one owner for the partial unique index below

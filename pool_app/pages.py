@@ -14,8 +14,9 @@ from convos.errors import DomainError
 from pool_app.models import Actor
 from pool_app.qr import qr_data_url
 from pool_app.services import instance_claim
-from pool_app.services.claim import DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS, claim_spec
+from pool_app.services.claim import claim_spec
 from runtime import limits
+from runtime.limits import DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS
 
 
 class ClaimForm(forms.Form):

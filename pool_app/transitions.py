@@ -46,5 +46,9 @@ def transition(instance_id: str, *, from_status: str, to_status: str, actor: str
         if changed and to_status != from_status:
             record_event(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
     if changed and to_status != from_status:
-        logger.info("instance %s: %s -> %s (%s, %s)", instance_id, from_status, to_status, actor, redact(reason))
+        log_transition(instance_id, from_status=from_status, to_status=to_status, actor=actor, reason=reason)
     return bool(changed)
+
+
+def log_transition(instance_id: str, *, from_status: str, to_status: str, actor: str, reason: str) -> None:
+    logger.info("instance %s: %s -> %s (%s, %s)", instance_id, from_status, to_status, actor, redact(reason))

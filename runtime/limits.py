@@ -14,3 +14,8 @@ METADATA_KEYS_MAX = 20  # string map published into the agent's Convos profile
 METADATA_KEY_MAX = 64
 METADATA_VALUE_MAX = 500
 SOURCE_MAX = 64  # where a claim came from ("landing", ...): recorded only
+
+# Production's defaults for a claim that names neither (its landing page sends only a joinUrl), and
+# the name the production image is booted with.
+DEFAULT_AGENT_NAME = "Assistant"
+DEFAULT_INSTRUCTIONS = "You are a helpful AI assistant."

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from runtime import __version__
+from runtime import __version__, kinds
 from runtime.config import Config
 from runtime.channels.base import ChannelError
 from runtime.limits import CHAT_TEXT_MAX, SENDER_NAME_MAX
@@ -295,7 +295,7 @@ class RuntimeRequestHandler(BaseHTTPRequestHandler):
         payload = {
             "ready": ready,
             "version": __version__,
-            "runtime": "convos-python",
+            "runtime": kinds.CONVOS_PYTHON,
             "channel": state.channel.name,
             "channelReady": channel_ready,
             # The bound conversation's messages reach the agent now (false while unclaimed, or

@@ -39,7 +39,7 @@ from convos.parsers import json_object_body
 from services_app.auth import ServicesAuthentication
 from services_app.db import DB
 from services_app.models import InstanceService, ResourceStatus
-from services_app.plugins.http import _provider_message
+from services_app.plugins.http import provider_message
 from services_app.services import ServicesError
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _forward(provider: str, method: str, url: str, *, api_key: str, caller: str,
         raise ServicesError(f"{where} could not be reached ({exc.__class__.__name__})", status_code=502, code="upstream_unreachable") from None
     logger.info("proxy %s for %s: HTTP %s", where, caller, answer.status_code)
     if answer.status_code >= 400:
-        detail = _provider_message(answer, api_key)
+        detail = provider_message(answer, api_key)
         message = f"{where} answered HTTP {answer.status_code}" + (f": {detail}" if detail else "")
         status = 502 if answer.status_code >= 500 or answer.status_code in _NOT_THE_CALLERS else answer.status_code
         return Response({"error": message, "code": "upstream_error", "upstreamStatus": answer.status_code}, status=status)

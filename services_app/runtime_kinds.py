@@ -24,12 +24,11 @@ from django.conf import settings
 from services_app import runtime_client
 from services_app.db import DB
 from services_app.models import InstanceInfra
+from runtime.kinds import CONVOS_PYTHON, HERMES, OPENCLAW
+from runtime.limits import DEFAULT_AGENT_NAME
 
 logger = logging.getLogger(__name__)
 
-CONVOS_PYTHON, OPENCLAW, HERMES = "convos-python", "openclaw", "hermes"
-
-DEFAULT_AGENT_NAME = "Assistant"
 PRODUCTION_REQUIRED = ("RUNTIME_TYPE", "_RUNTIME_IMAGE", "DEFAULT_AGENT_NAME", "POOL_ENVIRONMENT", "OPENROUTER_API_KEY")
 # Instance variable -> the setting it is passed through from (only when set).
 PRODUCTION_OPTIONAL = {

@@ -113,7 +113,7 @@ def _network_failure(exc: requests.RequestException, where: str, timeout: float,
 def _refusal(response: requests.Response, where: str, api_key: str, idempotent: bool) -> Exception:
     """An answer other than the expected ones: TryAgain when asking again may help, else the error."""
     status = response.status_code
-    detail = _provider_message(response, api_key)
+    detail = provider_message(response, api_key)
     message = f"{where} answered HTTP {status}" + (f": {detail}" if detail else "")
     if status == 429:
         retry_after = retry_after_s(response.headers.get("Retry-After"))
@@ -164,7 +164,7 @@ def _decode(response: requests.Response, where: str) -> Any:
         raise ProviderHttpError(f"{where}: malformed response (not JSON)", permanent=False, status_code=response.status_code) from None
 
 
-def _provider_message(response: requests.Response, api_key: str) -> str:
+def provider_message(response: requests.Response, api_key: str) -> str:
     """The provider's own short error text, if it sent one in a field we know; never the body."""
     try:
         body = response.json()
