@@ -287,7 +287,13 @@ SERVICES_API_KEY = _secret("SERVICES_API_KEY")
 # services_app/instance_secrets.py).
 INSTANCE_SECRET_KEY = _secret("INSTANCE_SECRET_KEY")
 INFRA_PROVIDER = env.str("INFRA_PROVIDER", default="local")
-HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=40)
+# Health checks run on one asyncio loop (services_app/health_checks.py): a check in flight costs a
+# socket, not a thread or a database connection, so this can be high.
+HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=200)
+# The tick's per-instance calls that run on threads (auditing idle instances, asking claimed ones
+# for their conversation): each thread may hold a database connection per alias, so this stays
+# far below PostgreSQL's max_connections.
+TICK_CALL_CONCURRENCY = env.int("TICK_CALL_CONCURRENCY", default=16)
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=5.0)
 # The whole batch of health checks in one status call stops waiting after this long.
 HEALTH_CHECK_BATCH_DEADLINE_S = env.float("HEALTH_CHECK_BATCH_DEADLINE_S", default=20.0)

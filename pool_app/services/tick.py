@@ -31,7 +31,7 @@ from pool_app.services.fleet import CREATING, creation_abandon, instance_destroy
 from pool_app.services.recovery import claim_recover, retake_stale_reset, take_and_reset
 from pool_app.single_flight import single_flight
 from pool_app.status_derivation import derive_status, reconcile_claim
-from pool_app.transitions import transition
+from pool_app.transitions import BULK_CHUNK, transition, transition_many
 from services_app import facade as services
 from services_app.facade import deploy_states as STATES
 
@@ -137,21 +137,25 @@ def observe(instances: list[Instance], config: PoolConfig, *, actor: str = Actor
     healthy_ids: list[str] = []
     unhealthy_ids: list[str] = []
     by_deploy_status: dict[str, list[str]] = defaultdict(list)
-    moved = 0
+    # One bulk transition per (from, to, reason): a starting -> idle wave of thousands after a fill
+    # is a few statements, each still conditional on the status this tick read.
+    moves: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    new_urls: list[Instance] = []
     for o in observations:
         instance, seen = o.instance, o.seen
         (healthy_ids if seen.get("healthy") else unhealthy_ids).append(instance.pk)
         if instance.deploy_status != seen["status"]:
             by_deploy_status[seen["status"]].append(instance.pk)
         if seen.get("url") and seen["url"] != instance.url:
-            Instance.objects.using(DB).filter(pk=instance.pk).update(url=seen["url"])
-        if o.target != instance.status and transition(
-            instance.pk, from_status=instance.status, to_status=o.target, actor=actor,
-            reason=f"services reported {seen['status']} (deploy {seen.get('deployStatus') or 'unknown'})",
-        ):
-            moved += 1
+            new_urls.append(Instance(pk=instance.pk, url=seen["url"]))
+        if o.target != instance.status:
+            reason = f"services reported {seen['status']} (deploy {seen.get('deployStatus') or 'unknown'})"
+            moves[(instance.status, o.target, reason)].append(instance.pk)
+    moved = sum(len(transition_many(ids, from_status=from_status, to_status=to_status, actor=actor, reason=reason))
+                for (from_status, to_status, reason), ids in moves.items())
     # A handful of set-based writes instead of one UPDATE per instance. Only rows whose value
     # changes are touched, so claims' SKIP LOCKED rarely meets a row this holds.
+    Instance.objects.using(DB).bulk_update(new_urls, ["url"], batch_size=BULK_CHUNK)
     Instance.objects.using(DB).filter(pk__in=healthy_ids).exclude(unhealthy_since=None).update(unhealthy_since=None)
     Instance.objects.using(DB).filter(pk__in=healthy_ids, last_healthy_at__lt=now - timedelta(minutes=5)).update(last_healthy_at=now)
     Instance.objects.using(DB).filter(pk__in=healthy_ids, last_healthy_at=None).update(last_healthy_at=now)
@@ -211,7 +215,7 @@ def audit_idle(config: PoolConfig) -> dict[str, Any]:
             logger.info("idle instance %s not audited: %s", instance_id, exc.message)
             return None
 
-    answers = map_with_deadline(ask, sample, max_workers=settings.HEALTH_CHECK_CONCURRENCY,
+    answers = map_with_deadline(ask, sample, max_workers=settings.TICK_CALL_CONCURRENCY,
                                 deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing=None)
     bound = unclean = 0
     for instance_id, reported in zip(sample, answers):
@@ -256,7 +260,7 @@ def reconcile_claims(config: PoolConfig) -> dict[str, Any]:
             logger.info("claimed instance %s not checked: %s", instance.pk, exc.message)
             return None
 
-    answers = map_with_deadline(ask, claims, max_workers=settings.HEALTH_CHECK_CONCURRENCY,
+    answers = map_with_deadline(ask, claims, max_workers=settings.TICK_CALL_CONCURRENCY,
                                 deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing=None)
     moved: dict[str, int] = defaultdict(int)
     for instance, reported in zip(claims, answers):
