@@ -158,6 +158,9 @@ def _database(alias: str, variable: str) -> dict:
     else:
         config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
         config["CONN_HEALTH_CHECKS"] = True
+        # A database host that drops packets must not hold a request (or /healthz) for the OS's
+        # TCP timeout: fail the connect, answer 503 (convos/exceptions.py), reconnect next request.
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT_S", default=5))
         # Test runs that overlap on one server (several developers, parallel sessions) must not
         # share test databases: one run's teardown would drop the other's.
         config["TEST"] = {"NAME": f"test_{config['NAME']}{env.str('TEST_DATABASE_SUFFIX', default='')}"}
@@ -256,6 +259,13 @@ PROTECTED_INSTANCES = env.list("PROTECTED_INSTANCES", default=[])
 # one tick (and at least POOL_OUTAGE_MIN_INSTANCES of them), the tick changes and destroys nothing.
 POOL_OUTAGE_THRESHOLD = env.float("POOL_OUTAGE_THRESHOLD", default=0.5)
 POOL_OUTAGE_MIN_INSTANCES = env.int("POOL_OUTAGE_MIN_INSTANCES", default=3)
+# Orphan sweep (pool_app/services/orphan_sweep.py, services_app/services/orphans.py): at most every
+# ORPHAN_SWEEP_MS (0 turns it off) the tick lists what the providers hold under the names the pool
+# gives and reports what no row records and is older than ORPHAN_GRACE_MS (a creation in flight
+# has no row yet). It deletes them only with ORPHAN_SWEEP_DELETE=true, and never while paused.
+ORPHAN_SWEEP_MS = env.int("ORPHAN_SWEEP_MS", default=600_000)
+ORPHAN_GRACE_MS = env.int("ORPHAN_GRACE_MS", default=900_000)
+ORPHAN_SWEEP_DELETE = env.bool("ORPHAN_SWEEP_DELETE", default=False)
 XMTP_ENV = env.str("XMTP_ENV", default="dev")
 POOL_URL = env.str("POOL_URL", default="")
 # What this deployment reports on GET /version and /api/pool/info. The commit is what tells
@@ -320,6 +330,15 @@ LOCAL_RUNTIME_PYTHON = env.str("LOCAL_RUNTIME_PYTHON", default="")
 LOCAL_RUNTIME_ENV = env.dict("LOCAL_RUNTIME_ENV", default={})
 # Fake infra provider (INFRA_PROVIDER=fake, benchmarks and tests only): simulated health-check latency.
 FAKE_HEALTH_LATENCY_MS = env.float("FAKE_HEALTH_LATENCY_MS", default=0.0)
+# Fault knobs of the fake provider (tests that SIGKILL a process mid-call; a fleet process reads
+# its own): a create that has made the instance holds its answer this long, a destroy that has
+# removed it the same, and every provision sleeps this long before the instance acts on it.
+FAKE_CREATE_DELAY_MS = env.float("FAKE_CREATE_DELAY_MS", default=0.0)
+FAKE_DESTROY_DELAY_MS = env.float("FAKE_DESTROY_DELAY_MS", default=0.0)
+FAKE_PROVISION_DELAY_MS = env.float("FAKE_PROVISION_DELAY_MS", default=0.0)
+# A fake fleet process shared by every process (`manage.py fake_fleet`), e.g. http://127.0.0.1:8765;
+# empty: each process serves its own fake instances in-process.
+FAKE_FLEET_URL = env.str("FAKE_FLEET_URL", default="")
 
 # Railway infra provider (INFRA_PROVIDER=railway): one project per instance.
 RAILWAY_API_URL = env.str("RAILWAY_API_URL", default="https://backboard.railway.com/graphql/v2")
@@ -339,6 +358,14 @@ RAILWAY_TIMEOUT_S = env.float("RAILWAY_TIMEOUT_S", default=30.0)
 RAILWAY_MAX_RETRIES = env.int("RAILWAY_MAX_RETRIES", default=4)
 RAILWAY_INSTANCE_VCPUS = env.float("RAILWAY_INSTANCE_VCPUS", default=2.0)
 RAILWAY_INSTANCE_MEMORY_GB = env.float("RAILWAY_INSTANCE_MEMORY_GB", default=2.0)
+# Deploy status on demand (services_app/services/infra.py status_batch): instances that answer their
+# health check keep their last known deploy status; the provider is asked only about the others,
+# those whose infra changed in the last RAILWAY_RECENT_CHANGE_MS, and every instance at a full
+# sweep every RAILWAY_FULL_SYNC_MS (or after a failed batch). RAILWAY_STATUS_ALIASES_PER_CALL
+# projects are asked per GraphQL call (aliased `project(id:)` lookups).
+RAILWAY_FULL_SYNC_MS = env.int("RAILWAY_FULL_SYNC_MS", default=300_000)
+RAILWAY_RECENT_CHANGE_MS = env.int("RAILWAY_RECENT_CHANGE_MS", default=300_000)
+RAILWAY_STATUS_ALIASES_PER_CALL = env.int("RAILWAY_STATUS_ALIASES_PER_CALL", default=50)
 GHCR_USERNAME = env.str("GHCR_USERNAME", default="")
 GHCR_TOKEN = env.str("GHCR_TOKEN", default="")
 
@@ -363,9 +390,13 @@ SERVICES_URL = env.str("SERVICES_URL", default="")
 SERVICES_PUBLIC_URL = env.str("SERVICES_PUBLIC_URL", default="")
 
 # Cache: API clients' rate limits. Redis when configured (shared by every web process), else memory.
+# Redis being down never fails a request: convos/cache.py turns failed reads into misses and drops
+# failed writes; these socket timeouts bound a call to a Redis that accepts but does not answer.
+REDIS_TIMEOUT_S = env.float("REDIS_TIMEOUT_S", default=2.0)
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env.str("REDIS_URL")}
+        {"BACKEND": "convos.cache.FailSoftRedisCache", "LOCATION": env.str("REDIS_URL"),
+         "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT_S, "socket_timeout": REDIS_TIMEOUT_S}}
         if env.str("REDIS_URL", default="")
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -390,7 +421,21 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Broker outages (Redis restarted or unreachable): worker and beat reconnect by themselves.
+# RETRY_ON_STARTUP keeps a worker started while the broker is down retrying instead of exiting;
+# RETRY + MAX_RETRIES=None keep a running worker retrying for ever after a lost connection (the
+# default gives up after 100 attempts). Beat logs each failed send and sends the next schedule
+# entry once the broker is back (tests/convos/test_broker_reconnect.py).
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# One connection attempt's timeout. The claim's refill enqueue uses a connection of its own with
+# REDIS_TIMEOUT_S and no retries (pool_app/services/claim.py: a claim never waits on the broker).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=4.0)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Without a connect timeout a broker host that drops packets hangs a publish (beat's sends) for
+    # minutes. No socket_timeout here: the worker's blocking reads must be free to wait.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": REDIS_TIMEOUT_S}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "pool-tick": {

@@ -34,6 +34,12 @@ class InstanceInfra(models.Model):
     # A model a claim switched the instance to by restarting it (hermes: HERMES_MODEL); blank: the
     # model it booted with. A reset switches it back.
     runtime_model = models.CharField(max_length=200, blank=True, default="")
+    # The provider's deploy status (Railway's DeploymentStatus vocabulary, blank: never asked) as
+    # last read, and when: status_batch asks the provider only about instances this does not vouch
+    # for (services_app/services/infra.py). Written with bulk_update, which leaves updated_at alone:
+    # updated_at moving is what marks an instance as recently changed.
+    deploy_status = models.CharField(max_length=32, blank=True, default="")
+    deploy_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     # Set when the instance was torn down while some resource could not be destroyed yet: the row

@@ -14,8 +14,27 @@ State lives in memory only: an instance exists for as long as this process does,
 that did not create it (another gunicorn worker, a restart) reports it REMOVED. Bearer tokens are
 not checked. `deploy_states` does no I/O: every known instance is SUCCESS; `redeploy` is a no-op.
 
+A fleet other processes share: `python manage.py fake_fleet --port 8765` runs the same server and
+handler as a process of its own, plus a control API that only that process answers:
+
+    POST   /fleet/instances                 {instanceId, variables} -> 201 {instanceId}; 409 if it exists
+    GET    /fleet/instances                 {instanceIds: [...]}
+    DELETE /fleet/instances/<id>            {removed: bool}
+    POST   /fleet/instances/<id>/redeploy   {ok: true}; 404 when it does not exist
+    POST   /fleet/states                    {instanceIds: [...]} -> {existing: [...]}
+
+With FAKE_FLEET_URL set (e.g. http://127.0.0.1:8765), the provider in every process (gunicorn and
+Celery workers, the tick, a bench) creates, destroys and asks the deploy states of that fleet over
+HTTP, and instance URLs point at it; the in-process server is then never started. The fleet keeps
+its state until it exits; a fleet that cannot be reached is a ProviderError, never "all removed".
+Empty (the default): everything stays in this process, as described above.
+
 Knob (Django settings, read on every request): FAKE_HEALTH_LATENCY_MS (default 0) sleeps inside
-the health handler to simulate the network between the pool and a real instance.
+the health handler to simulate the network between the pool and a real instance (in a fleet
+process, that process's own setting or its --health-latency-ms).
+Fault knobs (the same way, default 0): FAKE_CREATE_DELAY_MS and FAKE_DESTROY_DELAY_MS hold a fleet's
+answer to a create (the instance exists already) or a destroy (it is gone already), and
+FAKE_PROVISION_DELAY_MS delays every provision: windows in which tests SIGKILL the caller.
 """
 from __future__ import annotations
 
@@ -27,13 +46,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
+
+import requests
 
 from runtime.invites import invite_url
 from runtime.validation import ValidationError, validate_provision
-from services_app.providers.base import DeployState, InfraRef, ProviderError
+from services_app.providers.base import DeployState, InfraRef, OwnedResource, ProviderError
 
 logger = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -55,6 +77,7 @@ class _FakeInstance:
     provision_fail: bool = False
     # Every credentials payload the instance ever received, for tests that follow a secret.
     credentials_received: list[dict[str, str]] = field(default_factory=list)
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))  # tests age it (orphan sweep)
 
     @property
     def xmtp_env(self) -> str:
@@ -73,16 +96,25 @@ _instances: dict[str, _FakeInstance] = {}
 _registry_lock = threading.Lock()
 _server: ThreadingHTTPServer | None = None
 _server_lock = threading.Lock()
+# The fleet's answers are small and fast; a fleet that does not answer in this long is down.
+FLEET_TIMEOUT_S = 10.0
 
 
 def _health_latency_s() -> float:
+    return _knob_s("FAKE_HEALTH_LATENCY_MS")
+
+
+def _knob_s(name: str) -> float:
+    """A delay knob (milliseconds in settings) in seconds; read on every request."""
     from django.conf import settings
 
-    return max(0.0, float(getattr(settings, "FAKE_HEALTH_LATENCY_MS", 0) or 0)) / 1000.0
+    return max(0.0, float(getattr(settings, name, 0) or 0)) / 1000.0
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Only a fleet process (`manage.py fake_fleet`) answers the /fleet/ control API.
+    fleet_control = False
     # Health checks arrive HEALTH_CHECK_CONCURRENCY at a time; the default backlog of 5 would
     # drop connections and add SYN-retry seconds that no real instance would cost.
     request_queue_size = 1024
@@ -131,7 +163,58 @@ class _Handler(BaseHTTPRequestHandler):
             return None, ""
         return _instances.get(parts[2]), "/" + parts[3]
 
+    def _fleet(self, method: str) -> bool:
+        """Answer the control API of a fleet process; False: not a control request (or not a fleet)."""
+        path = urlsplit(self.path).path
+        if not (self.server.fleet_control and path.startswith("/fleet/")):
+            return False
+        body = self._body() if method == "POST" else {}
+        if path == "/fleet/instances" and method == "POST":
+            instance_id, variables = (body or {}).get("instanceId"), (body or {}).get("variables") or {}
+            if not isinstance(instance_id, str) or not instance_id or "/" in instance_id or not isinstance(variables, dict):
+                self._send(400, {"error": "instanceId (a string without /) and variables (an object) are required"})
+                return True
+            with _registry_lock:
+                if instance_id in _instances:
+                    self._send(409, {"error": f"Fake instance {instance_id} already exists"})
+                    return True
+                _instances[instance_id] = _FakeInstance(instance_id=instance_id, variables={str(k): str(v) for k, v in variables.items()})
+            if delay := _knob_s("FAKE_CREATE_DELAY_MS"):
+                time.sleep(delay)  # made, not yet answered: a caller killed now leaves an unrecorded instance
+            self._send(201, {"instanceId": instance_id})
+        elif path == "/fleet/instances" and method == "GET":
+            with _registry_lock:
+                self._send(200, {"instanceIds": sorted(_instances),
+                                 "createdAt": {i: f.created_at.isoformat() for i, f in _instances.items()}})
+        elif path == "/fleet/states" and method == "POST":
+            ids = (body or {}).get("instanceIds")
+            if not isinstance(ids, list):
+                self._send(400, {"error": "instanceIds (a list) is required"})
+                return True
+            self._send(200, {"existing": [i for i in ids if isinstance(i, str) and i in _instances]})
+        elif path.startswith("/fleet/instances/") and path.endswith("/redeploy") and method == "POST":
+            instance_id = unquote(path[len("/fleet/instances/"):-len("/redeploy")])
+            if instance_id in _instances:
+                self._send(200, {"ok": True})
+            else:
+                self._send(404, {"error": "not found"})
+        elif path.startswith("/fleet/instances/") and method == "DELETE":
+            with _registry_lock:
+                removed = _instances.pop(unquote(path[len("/fleet/instances/"):]), None) is not None
+            if delay := _knob_s("FAKE_DESTROY_DELAY_MS"):
+                time.sleep(delay)  # gone, not yet answered: a caller killed now leaves its rows behind
+            self._send(200, {"removed": removed})
+        else:
+            self._send(404, {"error": "not found"})
+        return True
+
+    def do_DELETE(self) -> None:
+        if not self._fleet("DELETE"):
+            self._send(404, {"error": "not found"})
+
     def do_GET(self) -> None:
+        if self._fleet("GET"):
+            return
         instance, route = self._route()
         if instance is None:
             self._send(404, {"error": "not found"})
@@ -147,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "not found"})
 
     def do_POST(self) -> None:
+        if self._fleet("POST"):
+            return
         instance, route = self._route()
         body = self._body()
         if instance is None:
@@ -180,8 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValidationError as exc:
             self._send(400, {"error": str(exc)})
             return
-        if instance.provision_delay_s:
-            time.sleep(instance.provision_delay_s)  # in transit: a reset may overtake it
+        if delay := instance.provision_delay_s or _knob_s("FAKE_PROVISION_DELAY_MS"):
+            time.sleep(delay)  # in transit: a reset may overtake it
         with instance.lock:
             if instance.binding is not None:
                 self._send(409, {"error": "instance is already bound to a conversation"})
@@ -202,8 +287,40 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def fake_instance(instance_id: str) -> _FakeInstance | None:
-    """The in-memory instance (tests read its state and set its fault knobs)."""
+    """The in-memory instance (tests read its state and set its fault knobs). In-process only: an
+    instance of a fleet process (FAKE_FLEET_URL) lives in that process, and this returns None."""
     return _instances.get(instance_id)
+
+
+def fleet_server(host: str, port: int) -> _Server:
+    """A fleet process's server (`manage.py fake_fleet`): the same handler, plus the control API.
+    The caller runs `serve_forever()`."""
+    server = _Server((host, port), _Handler)
+    server.fleet_control = True
+    return server
+
+
+_sessions = threading.local()
+
+
+def _session() -> requests.Session:
+    # One keep-alive session per thread (health checks and claims run in many threads at once).
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    return session
+
+
+def _fleet_call(fleet_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """One control call to a fleet process: (status, JSON). Unreachable or a 5xx: ProviderError."""
+    try:
+        response = _session().request(method, f"{fleet_url}{path}", json=body, timeout=FLEET_TIMEOUT_S)
+        payload = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise ProviderError(f"Fake fleet at {fleet_url} unreachable: {exc.__class__.__name__}") from exc
+    if response.status_code >= 500:
+        raise ProviderError(f"Fake fleet at {fleet_url} answered {response.status_code}")
+    return response.status_code, payload
 
 
 def _server_port() -> int:
@@ -219,15 +336,33 @@ def _server_port() -> int:
 
 
 class FakeProvider:
-    """InfraProvider with in-memory instances behind one shared HTTP server (benchmarks, tests)."""
+    """InfraProvider with in-memory instances behind one shared HTTP server (benchmarks, tests):
+    this process's own, or with `fleet_url` (FAKE_FLEET_URL) a fleet process shared by many."""
 
     name = "fake"
 
+    def __init__(self, fleet_url: str = "") -> None:
+        self.fleet_url = fleet_url.rstrip("/")
+
     @classmethod
     def from_settings(cls) -> "FakeProvider":
-        return cls()
+        from django.conf import settings
+
+        return cls(fleet_url=getattr(settings, "FAKE_FLEET_URL", "") or "")
+
+    def _path(self, instance_id: str) -> str:
+        return f"/fleet/instances/{quote(instance_id, safe='')}"
 
     def create(self, *, instance_id: str, variables: dict[str, str]) -> InfraRef:
+        if self.fleet_url:
+            status, answer = _fleet_call(self.fleet_url, "POST", "/fleet/instances",
+                                         {"instanceId": instance_id, "variables": dict(variables)})
+            if status == 409:
+                raise ProviderError(f"Fake instance {instance_id} already exists", permanent=True)
+            if status != 201:
+                raise ProviderError(f"Fake fleet refused to create {instance_id}: {status} {answer.get('error', '')}", permanent=True)
+            return InfraRef(instance_id=instance_id, url=f"{self.fleet_url}/i/{instance_id}", image_tag="fake",
+                            provider_state={"fleet": self.fleet_url})
         port = _server_port()
         with _registry_lock:
             if instance_id in _instances:
@@ -237,19 +372,52 @@ class FakeProvider:
         return InfraRef(instance_id=instance_id, url=url, image_tag="fake", provider_state={"port": port})
 
     def destroy(self, ref: InfraRef) -> None:
+        if self.fleet_url:
+            _fleet_call(self.fleet_url, "DELETE", self._path(ref.instance_id))
+            return
         with _registry_lock:
             _instances.pop(ref.instance_id, None)
 
-    def deploy_states(self, refs: list[InfraRef]) -> dict[str, DeployState]:
+    def deploy_states(self, refs: list[InfraRef], *, full: bool = True) -> dict[str, DeployState]:
+        if self.fleet_url:
+            if not refs:
+                return {}
+            # One call for the whole batch; an unreachable fleet raises instead of reporting all REMOVED.
+            _, answer = _fleet_call(self.fleet_url, "POST", "/fleet/states", {"instanceIds": [r.instance_id for r in refs]})
+            existing = set(answer.get("existing") or [])
+        else:
+            existing = {ref.instance_id for ref in refs if ref.instance_id in _instances}
         return {
-            ref.instance_id: DeployState(deploy_status="SUCCESS" if ref.instance_id in _instances else "REMOVED", url=ref.url)
+            ref.instance_id: DeployState(deploy_status="SUCCESS" if ref.instance_id in existing else "REMOVED", url=ref.url)
             for ref in refs
         }
 
     def redeploy(self, ref: InfraRef) -> InfraRef:
+        if self.fleet_url:
+            status, _ = _fleet_call(self.fleet_url, "POST", f"{self._path(ref.instance_id)}/redeploy")
+            if status == 404:
+                raise ProviderError(f"Fake instance {ref.instance_id} does not exist", permanent=True)
         return ref
 
     def destroy_unrecorded(self, instance_id: str) -> bool:
+        if self.fleet_url:
+            _, answer = _fleet_call(self.fleet_url, "DELETE", self._path(instance_id))
+            return bool(answer.get("removed"))
         with _registry_lock:
             return _instances.pop(instance_id, None) is not None
 
+    def list_owned(self) -> list[OwnedResource]:
+        """Every instance of this process (or of the fleet), with when it was made (the orphan
+        sweep's grace period; a fleet that does not say leaves its instances ageless, never orphans)."""
+        if self.fleet_url:
+            _, answer = _fleet_call(self.fleet_url, "GET", "/fleet/instances")
+            made = answer.get("createdAt") or {}
+            return [OwnedResource(resource_id=i, name=i, instance_id=i,
+                                  created_at=datetime.fromisoformat(made[i]) if made.get(i) else None)
+                    for i in answer.get("instanceIds") or []]
+        with _registry_lock:
+            return [OwnedResource(resource_id=i.instance_id, name=i.instance_id, instance_id=i.instance_id, created_at=i.created_at)
+                    for i in _instances.values()]
+
+    def destroy_owned(self, resource: OwnedResource) -> None:
+        self.destroy_unrecorded(resource.instance_id)

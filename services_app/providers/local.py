@@ -16,11 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
+import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-from services_app.providers.base import DeployState, InfraRef, ProviderError
+from services_app.providers.base import INSTANCE_ID_RE, DeployState, InfraRef, OwnedResource, ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class LocalProvider:
         if home.exists():
             shutil.rmtree(home, ignore_errors=False)
 
-    def deploy_states(self, refs: list[InfraRef]) -> dict[str, DeployState]:
+    def deploy_states(self, refs: list[InfraRef], *, full: bool = True) -> dict[str, DeployState]:
         states: dict[str, DeployState] = {}
         for ref in refs:
             state = ref.provider_state or {}
@@ -113,6 +115,34 @@ class LocalProvider:
         if home.exists():
             shutil.rmtree(home, ignore_errors=False)
         return found
+
+    def list_owned(self) -> list[OwnedResource]:
+        """Instance data directories under LOCAL_INSTANCES_DIR (a directory named by an instance id
+        holding the instance's env file or data), and live runtimes whose data lives there, one
+        resource per instance id. The age is the directory's mtime (never older than the truth:
+        a young instance is never taken for an old orphan); a process without a directory is as old
+        as its /proc entry (about its start)."""
+        found: dict[str, OwnedResource] = {}
+        if self.instances_dir.is_dir():
+            for home in self.instances_dir.iterdir():
+                if not (home.is_dir() and re.fullmatch(INSTANCE_ID_RE, home.name)):
+                    continue
+                if not ((home / ENV_FILE).exists() or (home / "data").is_dir()):
+                    continue  # not laid out by create(): not the pool's
+                created = datetime.fromtimestamp(home.stat().st_mtime, tz=timezone.utc)
+                found[home.name] = OwnedResource(resource_id=str(home), name=home.name, instance_id=home.name, created_at=created)
+        for pid in list_runtime_processes(self.instances_dir):
+            instance_id = _environ_value(pid, "INSTANCE_ID")
+            if instance_id and re.fullmatch(INSTANCE_ID_RE, instance_id) and instance_id not in found:
+                try:
+                    started = datetime.fromtimestamp(Path(f"/proc/{pid}").stat().st_mtime, tz=timezone.utc)
+                except OSError:
+                    continue  # gone meanwhile
+                found[instance_id] = OwnedResource(resource_id=f"pid:{pid}", name=instance_id, instance_id=instance_id, created_at=started)
+        return sorted(found.values(), key=lambda r: r.instance_id)
+
+    def destroy_owned(self, resource: OwnedResource) -> None:
+        self.destroy_unrecorded(resource.instance_id)
 
     # --- local-only operations (the pool's stop/start of a development fleet) ---------------------
     def stop(self, ref: InfraRef) -> InfraRef:
@@ -212,6 +242,15 @@ def _is_runtime_process(pid: int | None, instance_id: str) -> bool:
     except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
         return False
     return f"INSTANCE_ID={instance_id}".encode() in environ
+
+
+def _environ_value(pid: int, name: str) -> str:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+    prefix = f"{name}=".encode()
+    return next((item[len(prefix):].decode(errors="replace") for item in environ if item.startswith(prefix)), "")
 
 
 def _free_port(host: str) -> int:

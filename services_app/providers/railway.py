@@ -19,11 +19,14 @@ creation leaves nothing behind at Railway.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
+
 from services_app.providers import railway_documents as docs
-from services_app.providers.base import DeployState, InfraRef, ProviderError
+from services_app.providers.base import DeployState, InfraRef, OwnedResource, ProviderError, owned_instance_id
 from services_app.providers.railway_client import RailwayClient, RailwayError, shared_client
 
 logger = logging.getLogger(__name__)
@@ -32,6 +35,9 @@ PROJECT_PREFIX = "convos-agent-"
 SERVICE_NAME = "runtime"
 VOLUME_MOUNT_PATH = "/data"
 MAX_PAGES = 10_000  # guards the paging loop against a cursor that never advances
+# What Railway answers for a project lookup (`project(id:)`) whose project is gone: deleted, or
+# never visible to this token (Railway says "Not Authorized" rather than reveal it exists).
+_PROJECT_GONE = re.compile(r"not found|does not exist|not authori[sz]ed", re.I)
 
 
 @dataclass
@@ -50,6 +56,15 @@ class RailwayProvider:
     # Empty: the image's own start command (any image speaking the protocol, the production one
     # included, runs as built). RAILWAY_START_COMMAND overrides it.
     start_command: str = ""
+    # Projects asked about per call by an on-demand deploy_states (aliased `project(id:)` lookups).
+    aliases_per_call: int = 50
+
+    @property
+    def status_scope(self) -> str:
+        """Names this account and workspace in the services layer's status-sweep bookkeeping."""
+        import hashlib
+
+        return hashlib.sha256(f"{self.client.api_url}|{self.workspace_id}".encode()).hexdigest()[:16]
 
     @classmethod
     def from_settings(cls) -> "RailwayProvider":
@@ -68,6 +83,7 @@ class RailwayProvider:
                 create_interval_s=settings.RAILWAY_PROJECT_CREATE_INTERVAL_S,
                 timeout_s=settings.RAILWAY_TIMEOUT_S,
                 max_retries=settings.RAILWAY_MAX_RETRIES,
+                redis_url=settings.REDIS_URL,
             ),
             workspace_id=settings.RAILWAY_WORKSPACE_ID,
             environment_name=settings.RAILWAY_ENVIRONMENT_NAME,
@@ -79,6 +95,7 @@ class RailwayProvider:
             registry_username=settings.GHCR_USERNAME,
             registry_password=settings.GHCR_TOKEN,
             start_command=settings.RAILWAY_START_COMMAND,
+            aliases_per_call=settings.RAILWAY_STATUS_ALIASES_PER_CALL,
         )
 
     # --- InfraProvider ---------------------------------------------------------------------------
@@ -115,7 +132,12 @@ class RailwayProvider:
         if ref.railway_project_id:
             self._delete_project(ref.railway_project_id)
 
-    def deploy_states(self, refs: list[InfraRef]) -> dict[str, DeployState]:
+    def deploy_states(self, refs: list[InfraRef], *, full: bool = True) -> dict[str, DeployState]:
+        """With `full`, one paged listing of the whole workspace (ceil(projects / page size) calls,
+        whatever the number of refs); without, one aliased lookup per `aliases_per_call` refs
+        (status_batch asks this way about the few instances their health check does not vouch for)."""
+        if not full:
+            return self._deploy_states_by_id(refs)
         states = {ref.instance_id: DeployState(deploy_status=None, url=ref.url) for ref in refs}
         wanted: dict[str, list[InfraRef]] = {}
         for ref in refs:
@@ -149,12 +171,92 @@ class RailwayProvider:
                 states[ref.instance_id] = DeployState(deploy_status="REMOVED", url=ref.url)
         return states
 
+    def _deploy_states_by_id(self, refs: list[InfraRef]) -> dict[str, DeployState]:
+        states = {ref.instance_id: DeployState(deploy_status=None, url=ref.url) for ref in refs}
+        wanted: dict[str, list[InfraRef]] = {}
+        for ref in refs:
+            if ref.railway_project_id:
+                wanted.setdefault(ref.railway_project_id, []).append(ref)
+        project_ids = list(wanted)
+        missing: set[str] = set()
+        size = max(1, self.aliases_per_call)
+        for start in range(0, len(project_ids), size):
+            nodes, gone = self._projects_by_id(project_ids[start:start + size])
+            missing |= gone
+            for project_id, node in nodes.items():
+                instances = [
+                    si.get("node") or {}
+                    for env in _edges(node.get("environments"))
+                    for si in _edges((env.get("node") or {}).get("serviceInstances"))
+                ]
+                for ref in wanted[project_id]:
+                    states[ref.instance_id] = self._state(ref, instances)
+        if len(wanted) > 1 and missing == set(wanted):
+            # As with the listing: every project unknown is a wrong token or workspace, not a fleet
+            # deleted behind the pool's back (reporting REMOVED would get it all destroyed).
+            raise ProviderError(f"None of {len(wanted)} Railway projects is visible with this token: check RAILWAY_API_TOKENS",
+                                permanent=True)
+        for project_id in missing:
+            for ref in wanted[project_id]:
+                states[ref.instance_id] = DeployState(deploy_status="REMOVED", url=ref.url)
+        return states
+
+    def _projects_by_id(self, project_ids: list[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """(project nodes by id, ids Railway says are gone) for up to aliases_per_call ids, in one call.
+
+        `project` is non-null in Railway's schema, so one failing alias nulls the whole `data`
+        (GraphQL's null propagation): the not-found aliases are dropped and the rest asked again,
+        which costs a second call only for a batch that holds a removed project."""
+        nodes: dict[str, dict[str, Any]] = {}
+        gone: set[str] = set()
+        pending = list(project_ids)
+        while pending:
+            by_alias = {docs.project_alias(i): project_id for i, project_id in enumerate(pending)}
+            errors: list[dict[str, Any]] = []
+            data = self.client.execute(docs.project_states_document(len(pending)), by_alias, field_errors=errors)
+            failed: set[str] = set()
+            for error in errors:
+                alias = str(error["path"][0])
+                message = str(error.get("message") or "")
+                if alias not in by_alias or not _PROJECT_GONE.search(message):
+                    raise ProviderError(f"Railway ProjectDeployStates: {message or 'unknown GraphQL error'}")
+                failed.add(alias)
+            gone |= {by_alias[a] for a in failed}
+            rest = []
+            for alias, project_id in by_alias.items():
+                node = data.get(alias)
+                if alias in failed:
+                    continue
+                if isinstance(node, dict):
+                    nodes[project_id] = node
+                else:
+                    rest.append(project_id)
+            if rest and not failed:  # nothing dropped, yet not every project answered
+                raise RailwayError("Railway ProjectDeployStates: the answer lacks some projects")
+            pending = rest
+        return nodes, gone
+
     def destroy_unrecorded(self, instance_id: str) -> bool:
         found = self._project_ids_named(f"{PROJECT_PREFIX}{instance_id}")
         for project_id in found:
             logger.warning("deleting Railway project %s of %s, which services never recorded", project_id, instance_id)
             self._delete_project(project_id)
         return bool(found)
+
+    def list_owned(self) -> list[OwnedResource]:
+        """Projects of the workspace named PROJECT_PREFIX + an instance id, and only those: any
+        other project of the workspace is not the pool's and is never listed (so never deleted)."""
+        owned = []
+        for node in self._projects(docs.WORKSPACE_PROJECT_NAMES):
+            instance_id = owned_instance_id(str(node.get("name") or ""), PROJECT_PREFIX)
+            if instance_id and node.get("id"):
+                owned.append(OwnedResource(resource_id=str(node["id"]), name=str(node["name"]), instance_id=instance_id,
+                                           created_at=parse_datetime(str(node.get("createdAt") or ""))))
+        return owned
+
+    def destroy_owned(self, resource: OwnedResource) -> None:
+        logger.warning("deleting Railway project %s (%s), which no instance row records", resource.resource_id, resource.name)
+        self._delete_project(resource.resource_id)
 
     def redeploy(self, ref: InfraRef) -> InfraRef:
         self._require_service(ref)
@@ -223,6 +325,11 @@ class RailwayProvider:
             if exc.not_found:
                 logger.info("Railway project %s was already gone", project_id)
                 return
+            # Railway answers "Not Authorized" for a project id that no longer exists, and also for
+            # a token that lacks access: only a workspace listing without the project settles it.
+            if _NOT_AUTHORIZED.search(exc.message) and project_id not in {str(n.get("id")) for n in self._projects(docs.WORKSPACE_PROJECT_NAMES)}:
+                logger.info("Railway project %s was already gone (Not Authorized, and not in the workspace)", project_id)
+                return
             raise
 
     def _project_ids_named(self, name: str) -> list[str]:
@@ -271,6 +378,9 @@ class RailwayProvider:
     def _require_service(ref: InfraRef) -> None:
         if not (ref.railway_project_id and ref.railway_service_id and ref.railway_environment_id):
             raise ProviderError(f"Instance {ref.instance_id} has no Railway project/service/environment ids", permanent=True)
+
+
+_NOT_AUTHORIZED = re.compile(r"not authori[sz]ed", re.I)
 
 
 def _field(data: Any, name: str) -> Any:

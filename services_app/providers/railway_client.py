@@ -1,8 +1,9 @@
 """A small GraphQL client for Railway's public API: rate limits, retries, errors without secrets.
 
 `execute()` returns the response's `data` or raises `RailwayError` (a `ProviderError`):
-- every request first passes the process-wide token bucket; `projectCreate` also waits for a
-  token that may create a project again (one per RAILWAY_PROJECT_CREATE_INTERVAL_S per token);
+- every request first passes the token bucket; `projectCreate` also waits for a token that may
+  create a project again (one per RAILWAY_PROJECT_CREATE_INTERVAL_S per token). Both limits are
+  per process, or shared by every process through Redis when REDIS_URL is set (rate_limit.py);
 - HTTP 429 and GraphQL "rate limit" errors wait (Retry-After when given) and retry;
 - the other failures services_app.retry deems retryable (5xx, 408, 425, connection errors,
   timeouts) and GraphQL "internal" errors retry with jittered exponential back-off, except where
@@ -31,7 +32,17 @@ from typing import Any
 import requests
 
 from services_app.providers.base import ProviderError
-from services_app.providers.rate_limit import Clock, CreateSpacer, Sleep, TokenBucket
+from services_app.providers.rate_limit import (
+    KEY_PREFIX,
+    Clock,
+    CreateSpacer,
+    RedisCreateSpacer,
+    RedisTokenBucket,
+    Sleep,
+    TokenBucket,
+    redis_connection,
+    token_id,
+)
 from services_app.retry import (
     RETRYABLE_ERRORS,
     Jitter,
@@ -81,6 +92,8 @@ class RailwayClient:
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
         jitter: Jitter = random.random,
+        bucket: TokenBucket | RedisTokenBucket | None = None,
+        spacer: CreateSpacer | RedisCreateSpacer | None = None,
     ) -> None:
         tokens = [t for t in tokens if t]
         if not tokens:
@@ -92,16 +105,19 @@ class RailwayClient:
         self._secrets = set(tokens)  # scrubbed from every error message, with any explicit token
         self._sleep = sleep
         self._jitter = jitter
-        # Burst of a quarter second's worth: any one-second window then sees at most 1.25 x rps
-        # requests (50 at the default 40 rps, Railway's documented ceiling).
-        self._bucket = TokenBucket(rps, max(1.0, rps / 4), clock=clock, sleep=sleep)
-        self._spacer = CreateSpacer(tokens, create_interval_s, clock=clock, sleep=sleep)
+        self._bucket = bucket or TokenBucket(rps, burst_for(rps), clock=clock, sleep=sleep)
+        self._spacer = spacer or CreateSpacer(tokens, create_interval_s, clock=clock, sleep=sleep)
         self._round_robin = itertools.cycle(self._tokens)
         self._rr_lock = threading.Lock()
         self._local = threading.local()  # requests.Session is not thread-safe: one per thread
 
     # --- public -----------------------------------------------------------------------------------
-    def execute(self, document: str, variables: dict[str, Any] | None = None, *, token: str | None = None) -> dict[str, Any]:
+    def execute(self, document: str, variables: dict[str, Any] | None = None, *, token: str | None = None,
+                field_errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The answer's `data`. With a `field_errors` list, GraphQL errors that each name a `path`
+        (one aliased field failed, e.g. a project not found) are appended to it instead of raised,
+        and the partial `data` is returned ({} when null); rate-limit and internal errors still
+        wait and retry, and errors without a path still raise."""
         match = _OPERATION.search(document)
         operation = match.group(2) if match else "anonymous"
         creates_project = bool(_PROJECT_CREATE.search(document))
@@ -116,7 +132,7 @@ class RailwayClient:
             # Every attempt, retries included, waits its turn in the rate limits.
             use_token = self._spacer.acquire_create_token(token) if creates_project else (token or self._next_token())
             self._bucket.acquire()
-            return self._send(operation, body, use_token, idempotent)
+            return self._send(operation, body, use_token, idempotent, field_errors)
 
         try:
             return call_with_retries(attempt, retries=self.max_retries, what=f"Railway {operation}", sleep=self._sleep, jitter=self._jitter,
@@ -153,7 +169,8 @@ class RailwayClient:
             return self._try_again(reason)
         return self._fail(operation, f"{reason} (not retried: the request may have been applied)", status_code=status_code, maybe_applied=True)
 
-    def _send(self, operation: str, body: dict[str, Any], token: str, idempotent: bool) -> dict[str, Any]:
+    def _send(self, operation: str, body: dict[str, Any], token: str, idempotent: bool,
+              field_errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         try:
             response = self._session().post(self.api_url, data=json.dumps(body), headers=headers, timeout=self.timeout_s)
@@ -176,6 +193,10 @@ class RailwayClient:
                 raise self._try_again(f"rate limited ({message})")
             if _INTERNAL.search(message):
                 raise self._ambiguous(operation, message, idempotent, status)
+            if field_errors is not None and _all_field_errors(errors) and status == 200:
+                field_errors.extend(errors)
+                data = payload.get("data")
+                return data if isinstance(data, dict) else {}
             raise self._fail(operation, message, permanent=True, status_code=status)
         if is_permanent_status(status):
             raise self._fail(operation, f"HTTP {status}", permanent=True, status_code=status)
@@ -193,6 +214,21 @@ class RailwayClient:
         return self._ambiguous(operation, reason, idempotent)
 
 
+def _all_field_errors(errors: Any) -> bool:
+    """Every error names the field it belongs to, and none is a rate limit or internal error."""
+    return isinstance(errors, list) and all(
+        isinstance(e, dict) and isinstance(e.get("path"), list) and e["path"]
+        and not _RATE_LIMITED.search(str(e.get("message") or "")) and not _INTERNAL.search(str(e.get("message") or ""))
+        for e in errors
+    )
+
+
+def burst_for(rps: float) -> float:
+    # Burst of a quarter second's worth: any one-second window then sees at most 1.25 x rps
+    # requests (50 at the default 40 rps, Railway's documented ceiling).
+    return max(1.0, rps / 4)
+
+
 def _first_message(errors: Any) -> str:
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         return str(errors[0].get("message") or "unknown GraphQL error")
@@ -205,18 +241,29 @@ _shared_lock = threading.Lock()
 
 
 def shared_client(
-    api_url: str, tokens: Sequence[str], *, rps: float, create_interval_s: float, timeout_s: float, max_retries: int
+    api_url: str, tokens: Sequence[str], *, rps: float, create_interval_s: float, timeout_s: float, max_retries: int,
+    redis_url: str = "", key_prefix: str = KEY_PREFIX,
 ) -> RailwayClient:
     """The process-wide client for this configuration.
 
     The services layer builds a provider per operation; the limits only hold if every provider of
-    the process shares one client (one bucket, one projectCreate spacer, one round-robin).
+    the process shares one client (one bucket, one projectCreate spacer, one round-robin). With
+    `redis_url`, the bucket and the spacer live in Redis and hold across processes too (the keys
+    are per account, i.e. per API URL and set of tokens, never naming a token).
     """
-    key = (api_url, tuple(tokens), float(rps), float(create_interval_s), float(timeout_s), int(max_retries))
+    key = (api_url, tuple(tokens), float(rps), float(create_interval_s), float(timeout_s), int(max_retries), redis_url, key_prefix)
     with _shared_lock:
         client = _shared.get(key)
         if client is None:
+            bucket = spacer = None
+            if redis_url and [t for t in tokens if t]:
+                account = token_id("|".join([api_url, *sorted(t for t in tokens if t)]))
+                connection = redis_connection(redis_url)
+                bucket = RedisTokenBucket(connection, rps, burst_for(rps), key=f"{key_prefix}bucket:{account}")
+                spacer = RedisCreateSpacer(connection, [t for t in tokens if t], create_interval_s,
+                                           key=f"{key_prefix}create_spacer:{account}")
             client = _shared[key] = RailwayClient(
-                api_url, tokens, rps=rps, create_interval_s=create_interval_s, timeout_s=timeout_s, max_retries=max_retries
+                api_url, tokens, rps=rps, create_interval_s=create_interval_s, timeout_s=timeout_s, max_retries=max_retries,
+                bucket=bucket, spacer=spacer,
             )
         return client

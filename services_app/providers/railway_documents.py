@@ -127,15 +127,60 @@ query WorkspaceProjects($workspaceId: String!, $first: Int!, $after: String) {
 }
 """
 
-# Light listing used to find a project whose projectCreate answer was lost (timeout, 5xx).
+# Light listing used to find a project whose projectCreate answer was lost (timeout, 5xx), and by
+# the orphan sweep (`createdAt`: a project younger than ORPHAN_GRACE_MS may still be being recorded).
 WORKSPACE_PROJECT_NAMES = """
 query WorkspaceProjectNames($workspaceId: String!, $first: Int!, $after: String) {
   projects(workspaceId: $workspaceId, first: $first, after: $after) {
     pageInfo { hasNextPage endCursor }
-    edges { node { id name } }
+    edges { node { id name createdAt } }
   }
 }
 """
+
+# What one project lookup reads: the same fields as a WORKSPACE_PROJECTS node, so both answers go
+# through one parser. A fragment keeps a 50-alias document small. (Lower-case name: ALL_DOCUMENTS
+# lists complete documents only.)
+_project_state_fragment = """
+fragment ProjectDeployState on Project {
+  id
+  environments {
+    edges {
+      node {
+        id
+        serviceInstances {
+          edges {
+            node {
+              serviceId
+              environmentId
+              latestDeployment { id status }
+              domains { serviceDomains { domain } }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def project_alias(index: int) -> str:
+    """The alias (and variable name) of the `index`th project in a project_states_document."""
+    return f"p{index}"
+
+
+def project_states_document(count: int) -> str:
+    """One query reading `count` projects by id (`p0: project(id: $p0) { ... }`, ...). A call asks
+    about exactly the projects it names, so a fleet's few doubtful instances cost one call per
+    `count` of them instead of a listing of the whole workspace."""
+    if count < 1:
+        raise ValueError("at least one project")
+    aliases = [project_alias(i) for i in range(count)]
+    variables = ", ".join(f"${a}: String!" for a in aliases)
+    fields = "\n".join(f"  {a}: project(id: ${a}) {{ ...ProjectDeployState }}" for a in aliases)
+    return f"query ProjectDeployStates({variables}) {{\n{fields}\n}}\n{_project_state_fragment}"
+
 
 ALL_DOCUMENTS: tuple[str, ...] = (
     PROJECT_CREATE,

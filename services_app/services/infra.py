@@ -13,12 +13,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from services_app import health_checks, instance_secrets, runtime_kinds
+from services_app import instance_secrets, runtime_kinds
 from services_app.models import InstanceInfra, InstanceService, ResourceStatus
 from services_app.plugins import all_plugins, get_plugin
 from services_app.plugins.base import ProvisionedResource
 from services_app.providers import get_provider
-from services_app.deploy_states import NOT_FOUND, RUNNING, coarse_state
 from services_app.providers.base import InfraRef, ProviderError
 from services_app.services.errors import ServicesError, provider_failed, provider_ok
 from services_app.services.teardown import destroy_resource, destroy_resources, undo_resources
@@ -255,54 +254,17 @@ def instance_redeploy(*, instance_id: str) -> dict[str, bool]:
 
 
 def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Deploy status and health of every given instance, in O(1) provider calls per provider.
+    """Deploy status and health of every given instance, asking the provider only about those a
+    health check does not vouch for (services_app/services/status.py has the how and why).
 
     Each value is `{"status", "deployStatus", "healthy", "url"}`; `status` is the seed's coarse
     value (deploying, deploy_failed, healthy, unreachable) plus `sleeping`, and `not_found` for an
     id services has no live record of. Health checks run concurrently (HEALTH_CHECK_CONCURRENCY)
     and never wait on one slow instance longer than HEALTH_CHECK_TIMEOUT_S.
     """
-    infras = list(InstanceInfra.objects.using(DB).filter(instance_id__in=instance_ids, torn_down_at=None))
-    by_provider: dict[str, list[InstanceInfra]] = {}
-    for infra in infras:
-        by_provider.setdefault(infra.provider, []).append(infra)
-    deploy: dict[str, Any] = {}
-    for provider_name, group in by_provider.items():
-        try:
-            deploy.update(get_provider(provider_name).deploy_states([infra_ref(i) for i in group]))
-            provider_ok(provider_name)
-        except ProviderError as exc:
-            raise ServicesError(f"Status of {provider_name} instances failed: {provider_failed(provider_name, exc.message)}",
-                                code="status_failed") from exc
+    from services_app.services import status  # it builds on this module's infra_ref
 
-    # Only a running deployment can be healthy; sleeping or failed ones are not pinged.
-    to_check = [i for i in infras if deploy.get(i.instance_id) and deploy[i.instance_id].deploy_status == RUNNING]
-    # A deadline for the whole batch: a fleet of hanging instances would otherwise hold the tick
-    # for (instances / concurrency) x timeout. Unchecked instances count as not healthy this time
-    # (the tick's outage guard stops that from destroying anything en masse).
-    # The checks run on asyncio with keep-alive connections kept across ticks (health_checks.py).
-    results = health_checks.check_batch(
-        [deploy[infra.instance_id].url or infra.url for infra in to_check],
-        timeout=settings.HEALTH_CHECK_TIMEOUT_S,
-        deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S,
-        concurrency=settings.HEALTH_CHECK_CONCURRENCY,
-    )
-    healthy = {infra.instance_id: ok for infra, ok in zip(to_check, results)}
-
-    statuses: dict[str, dict[str, Any]] = {}
-    for instance_id in instance_ids:
-        state = deploy.get(instance_id)
-        if state is None:
-            statuses[instance_id] = {"status": NOT_FOUND, "deployStatus": None, "healthy": False, "url": ""}
-            continue
-        ok = healthy.get(instance_id, False)
-        statuses[instance_id] = {
-            "status": coarse_state(state.deploy_status, ok),
-            "deployStatus": state.deploy_status,
-            "healthy": ok,
-            "url": state.url,
-        }
-    return statuses
+    return status.status_batch(instance_ids=instance_ids)
 
 
 # --- local development fleet ----------------------------------------------------------------------------

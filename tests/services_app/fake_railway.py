@@ -3,11 +3,15 @@
     fake = FakeRailway(api_url, tokens=["tok"])     # tokens=None accepts any bearer token
     fake.install(responses_mock)                    # POST api_url is answered by the fake
     fake.calls["projectCreate"]                     # calls per root field (Counter)
+    fake.requests                                   # every HTTP request, whatever it asked
+    fake.aliases_asked                              # `pN: project(id:)` lookups, over all calls
     fake.log                                        # [(root field, variables, token)] in order
     fake.projects                                   # project id -> project dict (see _new_project)
     fake.fail("volumeCreate", times=1)              # the next call fails (GraphQL error by default)
     fake.set_status(project_id, "CRASHED")          # latest deployment status of its services
     fake.seed_project(status="SUCCESS")             # a complete, deployed project (bulk listings)
+    fake.age(project_id, seconds)                   # move its createdAt back (orphan sweep)
+    fake.missing_project_message = "Not Authorized" # how an unknown/deleted project id is answered
 
 Every request is checked like Railway would: a bearer token, a document valid against
 contracts/railway/schema.json, and variables coerced against the operation's declared input types
@@ -20,6 +24,7 @@ import itertools
 import json
 import uuid
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -57,10 +62,15 @@ class FakeRailway:
         self.deploy_status = deploy_status
         self.honor_default_environment_name = honor_default_environment_name
         self.calls: Counter[str] = Counter()
+        self.requests = 0
+        self.aliases_asked = 0
         self.log: list[tuple[str, dict[str, Any], str]] = []
         self.projects: dict[str, dict[str, Any]] = {}
         self._failures: dict[str, list[dict[str, Any]]] = {}
         self._seq = itertools.count(1)
+        # What an unknown project id is answered with; real Railway says "Not Authorized" for a
+        # deleted one (tests set it so).
+        self.missing_project_message = "Project not found"
 
     # --- test controls --------------------------------------------------------------------------
     def install(self, responses_mock: Any) -> "FakeRailway":
@@ -87,12 +97,17 @@ class FakeRailway:
         self._deploy(service, status=status)
         return project
 
+    def age(self, project_id: str, seconds: float) -> None:
+        created = datetime.fromisoformat(self.projects[project_id]["createdAt"].replace("Z", "+00:00"))
+        self.projects[project_id]["createdAt"] = (created - timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
     def service_of(self, project_id: str) -> dict[str, Any]:
         (service,) = self.projects[project_id]["services"].values()
         return service
 
     # --- request handling -----------------------------------------------------------------------
     def _handle(self, request: Any) -> tuple[int, dict[str, str], str]:
+        self.requests += 1
         auth = request.headers.get("Authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
         if not token or (self.tokens is not None and token not in self.tokens):
@@ -106,6 +121,8 @@ class FakeRailway:
         coerced = get_variable_values(railway_schema(), operation.variable_definitions or [], body.get("variables") or {})
         if isinstance(coerced, list):
             return _errors(400, coerced[0].message)
+        if len(operation.selection_set.selections) > 1 or operation.selection_set.selections[0].alias:
+            return self._handle_aliases(operation, coerced, body.get("variables") or {}, token)
         node = operation.selection_set.selections[0]
         field = node.name.value
         root = railway_schema().mutation_type if operation.operation.value == "mutation" else railway_schema().query_type
@@ -127,6 +144,33 @@ class FakeRailway:
             return self._failure(failure)
         return 200, {}, json.dumps({"data": {field: result}})
 
+    def _handle_aliases(self, operation: Any, coerced: dict[str, Any], variables: dict[str, Any], token: str) -> tuple[int, dict[str, str], str]:
+        """Several aliased root fields in one document, as Railway answers them: each resolved on
+        its own, an error carrying the `path` of its alias. Every field here (`project`) is
+        non-null, so one error nulls the whole `data` (GraphQL's null propagation)."""
+        nodes = list(operation.selection_set.selections)
+        fields = {node.name.value for node in nodes}
+        if fields != {"project"}:
+            return _errors(400, f"the fake answers aliased project lookups only, not {sorted(fields)}")
+        root = railway_schema().query_type
+        self.calls["project"] += 1  # one call, however many aliases it carries
+        self.aliases_asked += len(nodes)
+        self.log.append(("project", variables, token))
+        failure = self._failures["project"].pop(0) if self._failures.get("project") else None
+        if failure:
+            return self._failure(failure)
+        data: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        for node in nodes:
+            key = node.alias.value if node.alias else node.name.value
+            try:
+                data[key] = self._gql_project(**get_argument_values(root.fields["project"], node, coerced))
+            except LookupError as exc:
+                errors.append({"message": str(exc.args[0]), "path": [key], "locations": [{"line": 1, "column": 1}]})
+        if errors:
+            return 200, {}, json.dumps({"errors": errors, "data": None})
+        return 200, {}, json.dumps({"data": data})
+
     @staticmethod
     def _failure(failure: dict[str, Any]) -> tuple[int, dict[str, str], str]:
         if failure["status"] == 200:
@@ -138,7 +182,8 @@ class FakeRailway:
         return str(uuid.uuid4())
 
     def _new_project(self, name: str, workspace_id: str, environment_name: str) -> dict[str, Any]:
-        project = {"id": self._id(), "name": name, "workspaceId": workspace_id, "environments": {self._id(): environment_name}, "services": {}}
+        project = {"id": self._id(), "name": name, "workspaceId": workspace_id, "environments": {self._id(): environment_name}, "services": {},
+                   "createdAt": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}
         self.projects[project["id"]] = project
         return project
 
@@ -152,7 +197,7 @@ class FakeRailway:
 
     def _project(self, project_id: str) -> dict[str, Any]:
         if project_id not in self.projects:
-            raise LookupError("Project not found")
+            raise LookupError(self.missing_project_message)
         return self.projects[project_id]
 
     def _service(self, service_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -245,6 +290,14 @@ class FakeRailway:
             "edges": [{"cursor": str(start + i), "node": self._project_node(p)} for i, p in enumerate(page)],
         }
 
+    def _gql_project(self, id: str) -> dict[str, Any]:
+        """A project by id, shaped like a `projects` listing node. A workspace token sees only its
+        workspace: another one's project is "Not Authorized", like a deleted one."""
+        project = self._project(id)
+        if project["workspaceId"] != self.workspace_id:
+            raise LookupError("Not Authorized")
+        return self._project_node(project)
+
     def _project_node(self, project: dict[str, Any]) -> dict[str, Any]:
         def instances(env_id: str) -> list[dict[str, Any]]:
             return [
@@ -257,7 +310,7 @@ class FakeRailway:
             ]
 
         return {
-            "id": project["id"], "name": project["name"],
+            "id": project["id"], "name": project["name"], "createdAt": project["createdAt"],
             "environments": {"edges": [
                 {"node": {"id": i, "name": n, "serviceInstances": {"edges": instances(i)}}} for i, n in project["environments"].items()
             ]},

@@ -60,3 +60,13 @@ def test_it_rejects_variables_the_schema_does_not_accept():
         )
     assert answer.status_code == 400 and "mountpath" in answer.json()["errors"][0]["message"]
     assert not fake.calls
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_it_validates_the_aliased_project_states_document(count):
+    document = railway_documents.project_states_document(count)
+    assert validate(railway_schema(), parse(document)) == []
+    (operation,) = [d for d in parse(document).definitions if d.kind == "operation_definition"]
+    aliases = [field.alias.value for field in operation.selection_set.selections]
+    assert aliases == [railway_documents.project_alias(i) for i in range(count)]
+    assert {field.name.value for field in operation.selection_set.selections} == {"project"}
