@@ -28,7 +28,7 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # pragma: no cover - the setti
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 PREFIX = "convos_pool_"
 
@@ -57,6 +57,10 @@ CLAIM_PROVISION_SECONDS = Histogram(
 PROVIDER_CALLS = Counter(f"{PREFIX}provider_calls_total", "Calls (attempts) to a provider's API.", ["provider", "operation"])
 PROVIDER_ERRORS = Counter(f"{PREFIX}provider_errors_total", "Provider call attempts that failed (retried or not).",
                           ["provider", "operation"])
+# Set by each orphan sweep (services_app/services/orphans.py); "mostrecent": the last sweep's value
+# stands, whichever process ran it and even after that process exits.
+ORPHANS = Gauge(f"{PREFIX}orphans", "Resources named by the pool that no row records, older than the grace period, "
+                "left after the last orphan sweep, by provider.", ["provider"], multiprocess_mode="mostrecent")
 RAILWAY_RATE_LIMIT_WAIT_SECONDS = Histogram(
     f"{PREFIX}railway_rate_limit_wait_seconds",
     "Waits imposed by the client-side Railway limits (requests: the token bucket; project_create: the spacer).",

@@ -46,8 +46,23 @@ class InstanceServiceAdmin(RecordOnly, admin.ModelAdmin):
 class ProviderStatusAdmin(RecordOnly, admin.ModelAdmin):
     """Last error and last success per provider (errors are redacted when recorded)."""
 
-    list_display = ("provider", "last_error_at", "last_error", "last_ok_at")
-    readonly_fields = ("provider", "last_error", "last_error_at", "last_ok_at")
+    list_display = ("provider", "last_error_at", "last_error", "last_ok_at", "orphans")
+    readonly_fields = ("provider", "last_error", "last_error_at", "last_ok_at", "orphans")
+
+    @admin.display(description="orphans (last sweep)")
+    def orphans(self, obj: ProviderStatus) -> str:
+        """What the last orphan sweep found at this provider (services_app/services/orphans.py)."""
+        from services_app.services.orphans import orphans_last_sweep
+
+        sweep = orphans_last_sweep() or {}
+        entry = (sweep.get("providers") or {}).get(obj.provider)
+        if entry is None:
+            return (sweep.get("errors") or {}).get(obj.provider, "")
+        found = entry.get("orphans") or []
+        if not found:
+            return f"none ({entry.get('listed', 0)} listed, {sweep.get('at', '')})"
+        names = ", ".join(f"{o['name']} ({o['resourceId']})" for o in found[:20])
+        return f"{len(found)}, {entry.get('deleted', 0)} deleted: {names}" + (" ..." if len(found) > 20 else "")
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

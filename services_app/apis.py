@@ -158,6 +158,11 @@ class TeardownRetryApi(_ServicesApi):
         return Response(services.teardown_retry())
 
 
+class OrphanSweepApi(_ServicesApi):
+    def post(self, request: Request) -> Response:
+        return Response(services.orphans_sweep(delete_allowed=request.data.get("deleteAllowed") is not False))
+
+
 class ProviderStatusApi(_ServicesApi):
     @extend_schema(summary="Each provider's last success and last error.",
                    responses={200: inline_serializer("ProviderStatus", many=True, fields={

@@ -19,7 +19,7 @@ from services_app.signals import self_provision_requested
 __all__ = [
     "deploy_states", "ServicesError", "self_provision_requested", "create_instance", "abandon_creation", "destroy", "status_batch", "configure", "convos_status", "chat", "reset",
     "redeploy", "instance_for_token", "registry", "check_user_config", "provision_tool", "destroy_tool", "teardown_retry", "provider_statuses",
-    "instance_info",
+    "instance_info", "orphan_sweep",
 ]
 
 
@@ -167,3 +167,12 @@ def instance_info(instance_id: str) -> dict[str, Any]:
     if _remote():
         return http_client.call("GET", f"instances/{_q(instance_id)}")
     return _local().instance_info(instance_id=instance_id)
+
+
+def orphan_sweep(*, delete_allowed: bool = True) -> dict[str, Any]:
+    """POST /orphans/sweep {deleteAllowed} -> {at, delete, graceMs, providers: {name: {listed, orphans,
+    deleted, deleteErrors}}, errors}: what the providers hold under the pool's names that no row
+    records (services_app/services/orphans.py); deleted only with ORPHAN_SWEEP_DELETE and deleteAllowed."""
+    if _remote():
+        return http_client.call("POST", "orphans/sweep", {"deleteAllowed": delete_allowed})
+    return _local().orphans_sweep(delete_allowed=delete_allowed)

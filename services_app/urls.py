@@ -19,5 +19,6 @@ urlpatterns = [
     path("check-user-config/<id:tool_id>", apis.CheckUserConfigApi.as_view()),
     path("teardown/retry", apis.TeardownRetryApi.as_view()),
     path("providers", apis.ProviderStatusApi.as_view()),
+    path("orphans/sweep", apis.OrphanSweepApi.as_view()),
     path("instances/<id:instance_id>", apis.InstanceInfoApi.as_view()),
 ]

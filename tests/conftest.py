@@ -59,6 +59,15 @@ def local_instances(tmp_path: Path, settings) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
+def no_orphan_sweep(settings) -> None:
+    """The orphan sweep lists every enabled provider account on a tick's first run; a test about
+    something else would pay for (and report errors of) listings it never set up. Tests of the
+    sweep turn it on with settings.ORPHAN_SWEEP_MS; child processes get ORPHAN_SWEEP_MS from the
+    environment they are given."""
+    settings.ORPHAN_SWEEP_MS = 0
+
+
+@pytest.fixture(autouse=True)
 def refill_ticks(monkeypatch) -> list[str]:
     """A claim that leaves the pool short enqueues a tick (`pool_app.services.claim._enqueue_tick`):
     here it is recorded instead, so no test sends ticks to the real broker. A test may read the list."""

@@ -28,6 +28,7 @@ from pool_app.config import PoolConfig, pool_config
 from pool_app.models import CLAIMED_STATUSES, OWNED_STATUSES, Actor, Instance, InstanceStatus, PoolState, TickRecord
 from pool_app.services.idempotency import claim_requests_prune
 from pool_app.services.fleet import CREATING, creation_abandon, instance_destroy, instances_create
+from pool_app.services.orphan_sweep import orphan_sweep
 from pool_app.services.recovery import claim_recover, retake_stale_reset, take_and_reset
 from pool_app.single_flight import single_flight
 from pool_app.status_derivation import derive_status, reconcile_claim
@@ -399,6 +400,7 @@ def pool_tick() -> dict[str, Any]:
                 run("remove_dead", lambda: remove_dead(config))
                 run("retry_teardowns", lambda: retry_teardowns(config))
                 run("top_up", lambda: top_up(config))
+            run("orphan_sweep", lambda: orphan_sweep(config))  # paused too: it reports, and deletes nothing while paused
         report.recheck_in_ms = _recheck_in_ms(config)
         report.duration_ms = (time.monotonic() - report.started_at) * 1000
         TICK_DURATION.observe(report.duration_ms / 1000)

@@ -14,6 +14,10 @@ POOL_URL/api/proxy/email/* (services_app/proxy.py), which adds the pool's key fo
 
 Destroy revokes the inbox's keys (GET, then DELETE /inboxes/{id}/api-keys/{api_key_id}) before
 DELETE /inboxes/{id}: we do not rely on AgentMail cascading the delete to scoped keys.
+
+Orphan sweep: GET /inboxes (`limit`, `page_token` -> `next_page_token`) lists the organization's
+inboxes; the pool's are those whose username is the one create() gives ("convos-<instance id>"),
+in AGENTMAIL_DOMAIN when it is set, with client_id "convos-<instance id>" when the listing shows one.
 """
 from __future__ import annotations
 
@@ -23,9 +27,11 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 
-from services_app.plugins.base import POOL, USER, ProviderError, ProvisionedResource
+from services_app.plugins.base import MAX_LIST_PAGES, NAME_PREFIX, POOL, USER, OwnedResource, ProviderError, ProvisionedResource
 from services_app.plugins.http import ProviderHttpError, request_json, require, user_value
+from services_app.providers.base import owned_instance_id
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +104,41 @@ class AgentMailPlugin:
             return
         self._delete(inbox)
         logger.info("agentmail inbox %s deleted", resource_id)
+
+    def list_owned(self) -> list[OwnedResource]:
+        owned: list[OwnedResource] = []
+        token: str | None = None
+        for _ in range(MAX_LIST_PAGES):
+            params = [("limit", "100")] + ([("page_token", token)] if token else [])
+            answer = self._call("GET", "/inboxes", params=params)
+            inboxes = answer.get("inboxes") if isinstance(answer, dict) else None
+            if not isinstance(inboxes, list):
+                raise ProviderError(f"{PROVIDER}: GET /inboxes: malformed response (no inboxes)", permanent=False)
+            for inbox in inboxes:
+                found = self._owned(inbox) if isinstance(inbox, dict) else None
+                if found:
+                    owned.append(found)
+            next_token = answer.get("next_page_token")
+            if not next_token:
+                return owned
+            if next_token == token:
+                raise ProviderError(f"{PROVIDER}: GET /inboxes listing did not advance")
+            token = str(next_token)
+        raise ProviderError(f"{PROVIDER}: GET /inboxes listing exceeded {MAX_LIST_PAGES} pages")
+
+    @staticmethod
+    def _owned(inbox: dict[str, Any]) -> OwnedResource | None:
+        inbox_id = str(inbox.get("inbox_id") or "")
+        username, _, domain = str(inbox.get("email") or inbox_id).partition("@")
+        instance_id = owned_instance_id(username, NAME_PREFIX)
+        if not inbox_id or not instance_id or _username(instance_id) != username:
+            return None
+        if settings.AGENTMAIL_DOMAIN and domain.lower() != settings.AGENTMAIL_DOMAIN.lower():
+            return None
+        if inbox.get("client_id") and inbox["client_id"] != f"convos-{instance_id}":
+            return None  # same username, made by someone else
+        return OwnedResource(resource_id=inbox_id, name=username, instance_id=instance_id,
+                             created_at=parse_datetime(str(inbox.get("created_at") or "")))
 
     def _delete(self, path: str) -> None:
         try:

@@ -12,6 +12,10 @@ reached from here; its public docs describe keys made in the web app or CLI, not
 Both with `Authorization: Bearer BANKR_API_KEY`. Everything Bankr-specific is in this module, so
 fixing the routes or fields once the real API is known touches nothing else.
 
+Orphan sweep: not covered. No list endpoint for the keys is known (the contract above is assumed),
+so this plugin has no `list_owned`; a key whose creation answer was lost is found by its name
+"convos-<instance id>" in Bankr's web app.
+
 Credentials: the instance gets only its own minted key as BANKR_API_KEY, never the pool's key
 (which could mint and revoke keys for every instance). resource_id is the key id (what revoking
 needs); the wallet address is non-secret config.

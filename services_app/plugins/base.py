@@ -8,9 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from services_app.providers.base import ProviderError
+from services_app.providers.base import OwnedResource, ProviderError
 
-__all__ = ["ProviderError", "ProvisionedResource", "ToolPlugin", "POOL", "USER"]
+__all__ = ["OwnedResource", "ProviderError", "ProvisionedResource", "ToolPlugin", "POOL", "USER", "MAX_LIST_PAGES", "NAME_PREFIX"]
+
+# Every tool resource the pool makes is named (or labelled) "convos-<instance id>" at its provider.
+NAME_PREFIX = "convos-"
+MAX_LIST_PAGES = 1_000  # guards the listing loops against a cursor that never advances
 
 POOL = "pool"  # the pool provisions it with its own provider account
 USER = "user"  # the user brings credentials (userConfig); services only validates and injects them
@@ -41,3 +45,8 @@ class ToolPlugin(Protocol):
     def user_env_vars(self, user_config: dict[str, Any]) -> dict[str, str]:
         """Mode USER: check the user's credentials' shape (ProviderError naming the missing or bad
         field, permanent=True) and return the variables to inject. Never logs the values."""
+
+    # Optional (the orphan sweep): plugins that can list what the pool made define
+    #   def list_owned(self) -> list[OwnedResource]
+    # returning every resource named NAME_PREFIX + an instance id, and only those; resource_id is
+    # what destroy() takes. A plugin without it cannot be swept (its docstring says why).

@@ -1,7 +1,9 @@
 """OpenRouter: one spend-limited API key per instance, minted with the pool's management key.
 
 POST {OPENROUTER_API_URL}/keys {"name", "limit", "limit_reset"} answers the secret once in the
-top-level `key` and the key's id in `data.hash`; DELETE /keys/{hash} revokes it. The instance
+top-level `key` and the key's id in `data.hash`; DELETE /keys/{hash} revokes it. GET /keys
+(`offset` paging, `include_disabled`) lists the account's keys: the orphan sweep takes those named
+"convos-<instance id>". The instance
 gets only its own key (OPENROUTER_API_KEY); the management key never leaves services.
 """
 from __future__ import annotations
@@ -11,9 +13,11 @@ import math
 from typing import Any
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 
-from services_app.plugins.base import POOL, ProviderError, ProvisionedResource
+from services_app.plugins.base import MAX_LIST_PAGES, NAME_PREFIX, POOL, OwnedResource, ProviderError, ProvisionedResource
 from services_app.plugins.http import ProviderHttpError, request_json, require
+from services_app.providers.base import owned_instance_id
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +89,27 @@ class OpenRouterPlugin:
             if exc.status_code != 404:
                 raise
         logger.info("openrouter key %s revoked", resource_id)
+
+    def list_owned(self) -> list[OwnedResource]:
+        owned: list[OwnedResource] = []
+        seen: set[str] = set()
+        offset = 0
+        for _ in range(MAX_LIST_PAGES):
+            answer = self._call("GET", "/keys", params=[("offset", str(offset)), ("include_disabled", "true")])
+            page = answer.get("data") if isinstance(answer, dict) else None
+            if not isinstance(page, list):
+                raise ProviderError(f"{PROVIDER}: GET /keys: malformed response (no data)", permanent=False)
+            fresh = [k for k in page if isinstance(k, dict) and k.get("hash") and str(k["hash"]) not in seen]
+            if not fresh:  # the end, or an API that ignores `offset` and answers the same page again
+                return owned
+            for key in fresh:
+                seen.add(str(key["hash"]))
+                instance_id = owned_instance_id(str(key.get("name") or ""), NAME_PREFIX)
+                if instance_id:
+                    created = parse_datetime(str(key.get("created_at") or key.get("createdAt") or ""))
+                    owned.append(OwnedResource(resource_id=str(key["hash"]), name=str(key["name"]), instance_id=instance_id, created_at=created))
+            offset += len(page)
+        raise ProviderError(f"{PROVIDER}: GET /keys listing exceeded {MAX_LIST_PAGES} pages")
 
     def user_env_vars(self, user_config: dict[str, Any]) -> dict[str, str]:
         raise ProviderError("openrouter is provisioned by the pool only; it takes no userConfig", permanent=True)

@@ -21,6 +21,12 @@ instance's messages). So in POOL mode the instance is given no key at all: only 
 POOL_URL/api/proxy/sms/send with its own INSTANCE_SERVICES_TOKEN, and services (services_app/proxy.py)
 adds the pool's key and forces `from` to the instance's own number. In USER mode the user's own key
 is theirs to hand to their agent.
+
+Orphan sweep: GET /phone_numbers (`page[number]`, `page[size]`, `meta.total_pages`) lists the
+account's numbers; the pool's are those whose `customer_reference` is "convos-<instance id>".
+Telnyx documents customer_reference on phone numbers and filters by it; a number whose order's
+reference did not carry over to the number is not listed (so never touched): an operator finds it
+by the order's customer_reference in the portal.
 """
 from __future__ import annotations
 
@@ -30,9 +36,11 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 
-from services_app.plugins.base import POOL, USER, ProviderError, ProvisionedResource
+from services_app.plugins.base import MAX_LIST_PAGES, NAME_PREFIX, POOL, USER, OwnedResource, ProviderError, ProvisionedResource
 from services_app.plugins.http import ProviderHttpError, request_json, require, user_value
+from services_app.providers.base import owned_instance_id
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +147,26 @@ class TelnyxPlugin:
             if exc.status_code != 404:
                 raise
         logger.info("telnyx number %s released", resource_id)
+
+    def list_owned(self) -> list[OwnedResource]:
+        owned: list[OwnedResource] = []
+        for number in range(1, MAX_LIST_PAGES + 1):
+            answer = self._call("GET", "/phone_numbers", params=[("page[number]", str(number)), ("page[size]", "250")])
+            data = answer.get("data") if isinstance(answer, dict) else None
+            if not isinstance(data, list):
+                raise ProviderError(f"{PROVIDER}: GET /phone_numbers: malformed response (no data)", permanent=False)
+            for entry in data:
+                if not isinstance(entry, dict) or not isinstance(entry.get("phone_number"), str):
+                    continue
+                instance_id = owned_instance_id(str(entry.get("customer_reference") or ""), NAME_PREFIX)
+                if instance_id:
+                    created = parse_datetime(str(entry.get("purchased_at") or entry.get("created_at") or ""))
+                    owned.append(OwnedResource(resource_id=entry["phone_number"], name=str(entry["customer_reference"]),
+                                               instance_id=instance_id, created_at=created))
+            total = ((answer.get("meta") or {}).get("total_pages")) if isinstance(answer.get("meta"), dict) else None
+            if not data or not isinstance(total, int) or number >= total:
+                return owned
+        raise ProviderError(f"{PROVIDER}: GET /phone_numbers listing exceeded {MAX_LIST_PAGES} pages")
 
     def user_env_vars(self, user_config: dict[str, Any]) -> dict[str, str]:
         api_key = user_value(user_config, "telnyxApiKey", tool="sms")

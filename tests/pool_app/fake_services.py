@@ -115,6 +115,10 @@ class FakeServices:
         self._count("teardown_retry")
         return {"pending": 0, "finished": 0}
 
+    def orphan_sweep(self, *, delete_allowed: bool = True) -> dict[str, Any]:
+        self._count("orphan_sweep")
+        return {"at": "", "delete": False, "graceMs": 0, "providers": {}, "errors": {}}
+
     def instance_info(self, instance_id: str) -> dict[str, Any]:
         self._count("instance_info")
         if instance_id not in self.instances:
@@ -127,6 +131,6 @@ class FakeServices:
 
     def install(self, monkeypatch) -> "FakeServices":
         for name in ("create_instance", "abandon_creation", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry",
-                     "instance_for_token", "instance_info"):
+                     "instance_for_token", "instance_info", "orphan_sweep"):
             monkeypatch.setattr(facade, name, getattr(self, name))
         return self
