@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: install run stop test bench clean-var
+.PHONY: install run stop test bench soak clean-var
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,9 @@ test: install
 ## Benchmarks: claim latency, tick duration. Prints numbers, asserts nothing.
 bench: install
 	@bash scripts/bench.sh
+
+## Soak: claims, operator actions and ticks under injected faults for SOAK_MINUTES (default 30) on
+## PostgreSQL (databases convos_soak_*); prints the invariants, exits non-zero if one fails.
+soak: install
+	@bash scripts/ensure_services.sh
+	@$(BIN)/python -m bench.soak

@@ -140,7 +140,7 @@ class AutoSchema(_SpectacularAutoSchema):
 def add_plain_django_routes(result: dict, generator: Any, request: Any, public: bool) -> dict:
     """Postprocessing hook: document `/healthz` (a plain Django view, not DRF)."""
     databases = {"type": "object", "additionalProperties": {"type": "string"},
-                 "description": "Each database alias: `ok` or `error: <ExceptionClass>`."}
+                 "description": "Each database alias: `ok` or `unreachable: <ExceptionClass>`."}
     body = {"type": "object", "properties": {"ok": {"type": "boolean"}, "databases": databases}, "required": ["ok", "databases"]}
     result.setdefault("paths", {})["/healthz"] = {"get": {
         "operationId": "healthz_retrieve",

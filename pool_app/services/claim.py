@@ -311,7 +311,10 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
             message = exc.message if isinstance(exc, services.ServicesError) else f"{exc.__class__.__name__}: {exc}"
             bound = isinstance(exc, services.ServicesError) and exc.code == "already_bound"
             _take_back(instance.pk, provisioned)
-            if claim_recover(instance.pk, reason=f"provision failed: {message}", actor=actor, already_bound=bound) is None:
+            # The instance itself answered the provision with an error (not services, not the deadline).
+            failed_itself = isinstance(exc, services.ServicesError) and exc.code == "runtime_failed"
+            if claim_recover(instance.pk, reason=f"provision failed: {message}", actor=actor, already_bound=bound,
+                             instance_failed=failed_itself) is None:
                 # The tick recovered this claim meanwhile: what the claim did after that reset
                 # (a binding) may sit on an instance listed as idle.
                 late_claim_recover(instance.pk, actor=actor, reason="a failed claim finished after it was recovered")
@@ -331,7 +334,7 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
         + (" (join pending acceptance)" if pending else ""),
         agent_name=spec.agent_name, instructions=spec.instructions, model=spec.model or "",
         conversation_id=answer.get("conversationId") or "", invite_url=answer.get("inviteUrl") or "",
-        owner_id=spec.owner_id, claimed_at=now, last_error="", template_id=spec.template_id,
+        owner_id=spec.owner_id, claimed_at=now, last_error="", reset_failures=0, template_id=spec.template_id,
         template_synced_at=now if spec.template_id else None, parent_instance_id=spec.parent_instance_id,
         source=spec.source, profile_image=spec.profile_image or "", metadata=spec.metadata,
     )
@@ -374,8 +377,17 @@ def _enqueue_tick() -> None:
     from pool_app.tasks import pool_tick_task  # tasks imports the services: not at module level
 
     try:
-        # No publish retries: the claim's answer is waiting. The beat's tick comes anyway.
-        pool_tick_task.apply_async(retry=False, expires=60)
+        # No publish retries: the claim's answer is waiting. The beat's tick comes anyway. Even with
+        # retry=False, kombu's shared connection retries connecting for up to the broker connection
+        # timeout (every 2 s), so a refused broker held the answer about 6 s: this publish gets a
+        # connection of its own that tries once, with socket timeouts for a broker that accepts but
+        # never answers. Only claims that leave the pool short get here, so one connect each is cheap.
+        timeout = settings.REDIS_TIMEOUT_S
+        with pool_tick_task.app.connection_for_write(
+            connect_timeout=timeout,
+            transport_options={"max_retries": 0, "socket_connect_timeout": timeout, "socket_timeout": timeout},
+        ) as connection:
+            pool_tick_task.apply_async(retry=False, expires=60, connection=connection)
     except Exception as exc:  # noqa: BLE001 - whatever the broker raises
         logger.warning("could not enqueue a refill tick after a claim: %s: %s", exc.__class__.__name__, exc)
 

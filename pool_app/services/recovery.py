@@ -35,10 +35,27 @@ def reset_is_clean(instance_id: str) -> bool:
         return False
 
 
-def reset_and_release(instance_id: str, *, actor: str, reason: str) -> str:
+def reset_and_release(instance_id: str, *, actor: str, reason: str, instance_failed: bool = False) -> str:
     """Reset an instance this process owns (`resetting`), then release it: `idle` if clean, else
-    `crashed` (or `dead` after too many unclean resets). Returns the status it ended in."""
+    `crashed` (or `dead` after too many unclean resets). Returns the status it ended in.
+
+    `instance_failed`: the instance itself failed a claim's provisioning. That counts as a failure
+    in a row even if the reset is clean: the oldest idle instance is the next claim's pick, so one
+    that always fails its provisioning would otherwise fail every claim. POOL_MAX_RESET_FAILURES
+    of them in a row make it `dead` (replaced); a successful claim starts the count again."""
     clean = reset_is_clean(instance_id)
+    if clean and instance_failed:
+        row = Instance.objects.using(DB).filter(pk=instance_id).only("reset_failures").first()
+        failures = (row.reset_failures if row else 0) + 1
+        if failures >= settings.POOL_MAX_RESET_FAILURES:
+            moved = transition(instance_id, from_status=InstanceStatus.RESETTING, to_status=InstanceStatus.DEAD, actor=actor,
+                               reason=f"{reason}; reset clean, but it failed {failures} claims in a row", needs_reset=True,
+                               reset_failures=failures, last_error=reason, claim_started_at=None, join_url="")
+            return InstanceStatus.DEAD if moved else _current(instance_id)
+        moved = transition(instance_id, from_status=InstanceStatus.RESETTING, to_status=InstanceStatus.IDLE, actor=actor,
+                           reason=f"{reason}; reset clean ({failures} failed claims in a row)", needs_reset=False,
+                           reset_failures=failures, last_error=reason, claim_started_at=None, join_url="", audited_at=timezone.now())
+        return InstanceStatus.IDLE if moved else _current(instance_id)
     if clean:
         moved = transition(instance_id, from_status=InstanceStatus.RESETTING, to_status=InstanceStatus.IDLE, actor=actor,
                            reason=f"{reason}; reset clean", needs_reset=False, reset_failures=0, last_error="",
@@ -53,13 +70,13 @@ def reset_and_release(instance_id: str, *, actor: str, reason: str) -> str:
     return to_status if moved else _current(instance_id)
 
 
-def take_and_reset(instance_id: str, *, from_status: str, actor: str, reason: str) -> str | None:
+def take_and_reset(instance_id: str, *, from_status: str, actor: str, reason: str, instance_failed: bool = False) -> str | None:
     """Own the instance (`from_status` -> `resetting`), then reset and release it. Returns the
     status it ended in, or None when another process owned it first (nothing was done)."""
     if not transition(instance_id, from_status=from_status, to_status=InstanceStatus.RESETTING, actor=actor, reason=reason,
                       needs_reset=True):
         return None
-    return reset_and_release(instance_id, actor=actor, reason=reason)
+    return reset_and_release(instance_id, actor=actor, reason=reason, instance_failed=instance_failed)
 
 
 def retake_stale_reset(instance_id: str, *, owned_since, actor: str, reason: str) -> str | None:
@@ -72,7 +89,7 @@ def retake_stale_reset(instance_id: str, *, owned_since, actor: str, reason: str
     return reset_and_release(instance_id, actor=actor, reason=reason)
 
 
-def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: bool = False) -> str | None:
+def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: bool = False, instance_failed: bool = False) -> str | None:
     """Recover an instance whose claim failed or died (the claim's own error path and the tick's
     step for stale claims). Returns the status it ended in, or None if the claim was no longer
     `claiming` (completed, or recovered by someone else): then nothing is touched.
@@ -85,7 +102,7 @@ def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: b
                            reason=f"{reason}; the instance is already bound to a conversation", needs_reset=True,
                            last_error=reason, join_url="", claim_started_at=None)
         return InstanceStatus.TAINTED if moved else None
-    return take_and_reset(instance_id, from_status=InstanceStatus.CLAIMING, actor=actor, reason=reason)
+    return take_and_reset(instance_id, from_status=InstanceStatus.CLAIMING, actor=actor, reason=reason, instance_failed=instance_failed)
 
 
 def late_claim_recover(instance_id: str, *, actor: str, reason: str, wait_s: float = 30.0) -> str | None:
