@@ -42,6 +42,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from services_app.providers import fake_fleet_process as fleet_process
+
 REPO = Path(__file__).resolve().parent.parent
 CLAIMS = int(os.environ.get("BENCH_CLAIMS", "10000"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
@@ -140,12 +142,12 @@ class Processes:
 
 
 def _start_fleet(processes: Processes) -> str:
-    process = processes.start("fleet", [sys.executable, "manage.py", "fake_fleet", "--port", "0"], stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline()  # the command's first line, flushed once it listens
-    if not line.startswith("Fake fleet serving on "):
+    process = processes.start("fleet", fleet_process.fleet_command(), stdout=subprocess.PIPE, text=True)
+    try:
+        return fleet_process.fleet_url(process)
+    except RuntimeError:
         processes.check()
-        raise RuntimeError(f"fake_fleet said {line!r}")
-    return line.split(" on ", 1)[1].strip()
+        raise
 
 
 def _procfile_web() -> str:

@@ -1,14 +1,17 @@
 """Benchmark the pool tick at 100, 1,000 and 5,000 instances (BENCH_TICK_SIZES), on the fake infra provider.
 
 Local runtime processes are too heavy for 1,000 instances, so the instances here are fake ones
-(services_app/providers/fake.py): no process each, all served by one in-process HTTP server, so
-the tick still runs its real code path, health checks over HTTP included. For each size N:
+(services_app/providers/fake.py): no process each, all served by ONE fake fleet process
+(`manage.py fake_fleet`, FAKE_FLEET_URL), so the tick still runs its real code path, health checks
+over HTTP included, and the CPU measured is the pool's own: serving 5,000 health checks is the
+fleet's work, as it is the instances' in production. BENCH_FLEET=in-process serves them from the
+bench's own process instead (the numbers then include the server's CPU). For each size N:
 
 1. Fill: POOL_MIN_IDLE=N and `pool_tick()` until N instances are idle (the real top-up path).
 2. Steady state: 5 more ticks with nothing to change (all idle and healthy); wall time of each,
    the time spent inside services' status batch, and the SQL statements the tick's own thread
-   ran. Then the same with FAKE_HEALTH_LATENCY_MS=50 (a simulated network round trip per health
-   check).
+   ran, and this process's CPU time. Then the same with FAKE_HEALTH_LATENCY_MS=50 (a simulated
+   network round trip per health check, set in the fleet through its /fleet/knobs).
 
 Runs on fresh SQLite files in a temporary VAR_DIR by default; with BENCH_DATABASE=postgres on the
 PostgreSQL databases convos_bench_{default,pool,services,templates} at 127.0.0.1:5432 (created if
@@ -165,8 +168,20 @@ def _teardown() -> None:
     connections.close_all()
 
 
+def _set_latency(fleet_url: str, latency_ms: float) -> None:
+    """The fleet's simulated network latency per health check (in the fleet's process, or here)."""
+    from django.conf import settings
+
+    settings.FAKE_HEALTH_LATENCY_MS = latency_ms
+    if fleet_url:
+        import requests
+
+        requests.post(f"{fleet_url}/fleet/knobs", json={"FAKE_HEALTH_LATENCY_MS": latency_ms}, timeout=10).raise_for_status()
+
+
 def main() -> None:
     var_dir = _prepare_environment()
+    fleet = None
     try:
         import django
 
@@ -179,8 +194,14 @@ def main() -> None:
         if connections["pool"].vendor == "postgresql":
             for alias in ALIASES:  # a clean slate: earlier runs' rows would skew the numbers
                 call_command("flush", database=alias, interactive=False, verbosity=0)
+        fleet_url = ""
+        if os.environ.get("BENCH_FLEET", "process") == "process":
+            from services_app.providers import fake_fleet_process
+
+            fleet, fleet_url = fake_fleet_process.spawn()
+            settings.FAKE_FLEET_URL = fleet_url
         vendor = connections["pool"].vendor
-        print(f"tick benchmark: fake provider, {vendor} ({'convos_bench_*' if vendor == 'postgresql' else 'fresh files'}), "
+        print(f"tick benchmark: fake provider ({'fleet process' if fleet_url else 'in-process server'}), {vendor} ({'convos_bench_*' if vendor == 'postgresql' else 'fresh files'}), "
               f"HEALTH_CHECK_CONCURRENCY={settings.HEALTH_CHECK_CONCURRENCY}, HEALTH_CHECK_TIMEOUT_S={settings.HEALTH_CHECK_TIMEOUT_S:g}, "
               f"python {platform.python_version()}, {os.cpu_count()} CPUs")
         rows = []
@@ -190,7 +211,7 @@ def main() -> None:
                 print(f"  fill to {n} idle: {fill_s:.1f} s in {len(fill_ticks)} ticks of "
                       f"{' + '.join(f'{d:.0f}' for d in fill_ticks)} ms (create, then observe starting -> idle; POOL_CREATE_CONCURRENCY=16)")
                 for latency in LATENCIES_MS:
-                    settings.FAKE_HEALTH_LATENCY_MS = latency
+                    _set_latency(fleet_url, latency)
                     samples = [_measured_tick() for _ in range(STEADY_TICKS)]
                     walls = [s[0] for s in samples]
                     rows.append({
@@ -205,7 +226,7 @@ def main() -> None:
                         "steps": _steps(samples[-1][1]),
                     })
         finally:
-            settings.FAKE_HEALTH_LATENCY_MS = 0
+            _set_latency(fleet_url, 0)
             _teardown()
 
         print(f"steady-state pool_tick(), {STEADY_TICKS} ticks each, nothing to change (all idle and healthy):")
@@ -222,6 +243,10 @@ def main() -> None:
         print("  (CPU ms: this process's CPU time during the tick, every thread; in batch ms: inside services.status_batch, health checks included;\n"
               "   rest ms: tick minus in-batch (median); SQL/tick: statements on the tick's own thread, health-check threads excluded)")
     finally:
+        if fleet is not None:
+            from services_app.providers import fake_fleet_process
+
+            fake_fleet_process.stop(fleet)
         shutil.rmtree(var_dir, ignore_errors=True)
 
 

@@ -6,3 +6,8 @@ class ConvosConfig(AppConfig):
 
     name = "convos"
     verbose_name = "Convos"
+
+    def ready(self) -> None:
+        from convos.lookups import register
+
+        register()

@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from django.db import connections, transaction
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from convos.redaction import redact
@@ -29,23 +30,49 @@ def record_events(*, instance_ids: list[str], from_status: str, to_status: str, 
     )
 
 
+def with_events_sql(update_sql: str, params: list[Any], *, from_status: str, to_status: str, reason: str, actor: str,
+                    select: str = "id") -> tuple[str, list[Any]]:
+    """PostgreSQL: an UPDATE of instances (without RETURNING) and the event of exactly each row it
+    moved, as ONE statement (a data-modifying CTE), selecting `select` from the moved rows.
+
+    One statement is atomic on its own: no BEGIN/COMMIT round trips, and no window in which a
+    move is visible without its event. A row the UPDATE's condition skips gets no event."""
+    sql = (f"WITH moved AS ({update_sql} RETURNING *), "
+           f"events AS (INSERT INTO {InstanceEvent._meta.db_table} (instance_id, from_status, to_status, reason, actor, created_at) "
+           f"SELECT id, %s, %s, %s, %s, %s FROM moved) "
+           f"SELECT {select} FROM moved")
+    return sql, [*params, from_status, to_status, redact(reason)[:2000], actor, timezone.now()]
+
+
 def transition(instance_id: str, *, from_status: str, to_status: str, actor: str, reason: str,
                expect: dict[str, Any] | None = None, **fields: Any) -> bool:
     """Move the instance from `from_status` to `to_status` if it is still in `from_status` (and its
     fields still have the `expect`ed values).
 
     A conditional UPDATE instead of a lock: two processes racing on one instance cannot both win,
-    and the loser learns it from the return value. The event is written in the same transaction.
+    and the loser learns it from the return value. The event is written with it, atomically: on
+    PostgreSQL in the same statement (`with_events_sql`), elsewhere in the same transaction.
     """
     now = timezone.now()
-    with transaction.atomic(using=DB):
-        values = dict(fields, status=to_status, updated_at=now)
-        if to_status != from_status:
-            values["status_changed_at"] = now
-        changed = Instance.objects.using(DB).filter(pk=instance_id, status=from_status, **(expect or {})).update(**values)
-        if changed and to_status != from_status:
-            record_event(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
-    if changed and to_status != from_status:
+    values = dict(fields, status=to_status, updated_at=now)
+    moves = to_status != from_status
+    if moves:
+        values["status_changed_at"] = now
+    conditional = Instance.objects.using(DB).filter(pk=instance_id, status=from_status, **(expect or {}))
+    if moves and connections[DB].vendor == "postgresql":
+        query = conditional.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        update_sql, params = query.get_compiler(DB).as_sql()
+        sql, params = with_events_sql(update_sql, list(params), from_status=from_status, to_status=to_status, reason=reason, actor=actor)
+        with connections[DB].cursor() as cursor:
+            cursor.execute(sql, params)
+            changed = len(cursor.fetchall())
+    else:
+        with transaction.atomic(using=DB):
+            changed = conditional.update(**values)
+            if changed and moves:
+                record_event(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
+    if changed and moves:
         log_transition(instance_id, from_status=from_status, to_status=to_status, actor=actor, reason=reason)
     return bool(changed)
 
@@ -59,8 +86,9 @@ BULK_CHUNK = 500
 def transition_many(instance_ids: list[str], *, from_status: str, to_status: str, actor: str, reason: str) -> list[str]:
     """`transition` for many instances with the same move and reason, in bounded statements.
 
-    Per chunk of BULK_CHUNK ids, one transaction: one conditional `UPDATE ... WHERE id IN (...) AND
-    status = from RETURNING id` and one insert of the events of exactly the rows it moved. Rows
+    Per chunk of BULK_CHUNK ids, one conditional `UPDATE ... WHERE id IN (...) AND status = from`
+    and the events of exactly the rows it moved: one statement on PostgreSQL (`with_events_sql`),
+    an UPDATE ... RETURNING and an insert in one transaction on SQLite. Rows
     another process moved first (a claim) are not in RETURNING: no lost update, and no event for
     a move that did not happen. Returns the ids moved. Both PostgreSQL and SQLite (>= 3.35) speak
     RETURNING.
@@ -74,11 +102,18 @@ def transition_many(instance_ids: list[str], *, from_status: str, to_status: str
         now = timezone.now()
         placeholders = ", ".join(["%s"] * len(chunk))
         sql = (f"UPDATE {table} SET status = %s, updated_at = %s, status_changed_at = %s "
-               f"WHERE id IN ({placeholders}) AND status = %s RETURNING id")
-        with transaction.atomic(using=DB), connections[DB].cursor() as cursor:
-            cursor.execute(sql, [to_status, now, now, *chunk, from_status])
-            done = [row[0] for row in cursor.fetchall()]
-            record_events(instance_ids=done, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
+               f"WHERE id IN ({placeholders}) AND status = %s")
+        params = [to_status, now, now, *chunk, from_status]
+        if connections[DB].vendor == "postgresql":
+            sql, params = with_events_sql(sql, params, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
+            with connections[DB].cursor() as cursor:
+                cursor.execute(sql, params)
+                done = [row[0] for row in cursor.fetchall()]
+        else:
+            with transaction.atomic(using=DB), connections[DB].cursor() as cursor:
+                cursor.execute(sql + " RETURNING id", params)
+                done = [row[0] for row in cursor.fetchall()]
+                record_events(instance_ids=done, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
         moved += done
     for instance_id in moved:
         log_transition(instance_id, from_status=from_status, to_status=to_status, actor=actor, reason=reason)

@@ -35,7 +35,7 @@ class InstanceInfra(models.Model):
     # model it booted with. A reset switches it back.
     runtime_model = models.CharField(max_length=200, blank=True, default="")
     # The provider's deploy status (Railway's DeploymentStatus vocabulary, blank: never asked) as
-    # last read, and when: status_batch asks the provider only about instances this does not vouch
+    # last read, and when it last changed: status_batch asks the provider only about instances this does not vouch
     # for (services_app/services/infra.py). Written with bulk_update, which leaves updated_at alone:
     # updated_at moving is what marks an instance as recently changed.
     deploy_status = models.CharField(max_length=32, blank=True, default="")

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 from django.db import connections
 
+from services_app.providers import fake_fleet_process as fleet_process
 from tests.convos.test_database_down import CuttableProxy  # noqa: F401 - shared with the fault tests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,14 +57,11 @@ def stop(process: subprocess.Popen) -> None:
 @contextmanager
 def fake_fleet(**knobs: str) -> Iterator[str]:
     """`manage.py fake_fleet --port 0` with the given settings (FAKE_*_DELAY_MS); yields its URL."""
-    process = subprocess.Popen([sys.executable, "manage.py", "fake_fleet", "--port", "0"], cwd=ROOT, env=child_env(**knobs),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process, url = fleet_process.spawn(env=child_env(**knobs))
     try:
-        line = process.stdout.readline()
-        assert "http://" in line, f"fake fleet did not start: {line!r}"
-        yield line.strip().rsplit(" ", 1)[-1]
+        yield url
     finally:
-        stop(process)
+        fleet_process.stop(process)
 
 
 def fleet_ids(url: str) -> set[str]:

@@ -23,7 +23,7 @@ from pool_app.services.idempotency import claim_once
 from pool_app.services.recovery import claim_recover, late_claim_recover
 from runtime.limits import DEFAULT_AGENT_NAME, DEFAULT_INSTRUCTIONS
 from templates_app.selectors import template_get  # templates are resolved through their own app
-from pool_app.transitions import log_transition, record_event, transition
+from pool_app.transitions import log_transition, transition, with_events_sql
 from services_app import facade as services
 
 logger = logging.getLogger(__name__)
@@ -179,19 +179,20 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     both, the partial unique index on join_url makes sure one conversation is never claimed twice.
     """
     for attempt in range(_RESERVE_ATTEMPTS):
+        idle = Instance.objects.using(DB).claimable(skip=skip)
+        if runtime:
+            idle = idle.filter(runtime_kind=runtime)
+        if connections[DB].vendor == "postgresql":
+            # One statement (one round trip, atomic by itself) picks, reserves and records the row;
+            # `transition` in a transaction stays the path on SQLite.
+            reserved = _reserve_in_one_statement(idle, actor=actor, join_url=join_url)
+            if reserved is not None:
+                return reserved
+            if attempt + 1 < _RESERVE_ATTEMPTS and idle.exists():
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            return None
         with transaction.atomic(using=DB):
-            idle = Instance.objects.using(DB).claimable(skip=skip)
-            if runtime:
-                idle = idle.filter(runtime_kind=runtime)
-            if connections[DB].vendor == "postgresql":
-                # One round trip picks and reserves the row; `transition` stays the path on SQLite.
-                reserved = _reserve_in_one_statement(idle, actor=actor, join_url=join_url)
-                if reserved is not None:
-                    return reserved
-                if attempt + 1 < _RESERVE_ATTEMPTS and idle.exists():
-                    time.sleep(0.01 * (attempt + 1))
-                    continue
-                return None
             candidate = idle.select_for_update(skip_locked=True).order_by("created_at").first()
             if candidate is None:
                 # Every idle row may be locked for an instant by another claim's reservation:
@@ -215,26 +216,28 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
 
 
 def _reserve_in_one_statement(idle, *, actor: str, join_url: str | None) -> Instance | None:
-    """PostgreSQL: pick (FOR UPDATE SKIP LOCKED) and reserve the oldest claimable row in one
-    `UPDATE ... WHERE id = (SELECT ...) RETURNING`, and record the same event as `transition`.
+    """PostgreSQL: pick (FOR UPDATE SKIP LOCKED) and reserve the oldest claimable row and record
+    the same event as `transition`, in ONE statement: `WITH moved AS (UPDATE ... WHERE id = (SELECT
+    ...) AND status = 'idle' RETURNING *), events AS (INSERT ...) SELECT * FROM moved`.
     None: no row was free (nothing idle, or every idle row locked by another claim just now)."""
-    pick_sql, pick_params = (idle.select_for_update(skip_locked=True).order_by("created_at").values("pk")[:1]
-                             .query.get_compiler(using=DB).as_sql())
+    # FOR UPDATE SKIP LOCKED is spelt out: Django refuses to compile select_for_update() outside a
+    # transaction block, and this statement needs none (it is atomic by itself).
+    pick_sql, pick_params = idle.order_by("created_at").values("pk")[:1].query.get_compiler(using=DB).as_sql()
+    pick_sql += " FOR UPDATE SKIP LOCKED"
     now = timezone.now()
-    sql = (f"UPDATE {Instance._meta.db_table} SET status = %s, updated_at = %s, status_changed_at = %s, "
-           f"claim_started_at = %s, join_url = %s, needs_reset = %s "
-           f"WHERE id = ({pick_sql}) AND status = %s RETURNING *")
-    params = (InstanceStatus.CLAIMING, now, now, now, join_url or "", True,  # from now on it may hold something of this claim
-              *pick_params, InstanceStatus.IDLE)
-    # The caller's transaction holds the update and its event together (no savepoint of its own).
+    update_sql = (f"UPDATE {Instance._meta.db_table} SET status = %s, updated_at = %s, status_changed_at = %s, "
+                  f"claim_started_at = %s, join_url = %s, needs_reset = %s "
+                  f"WHERE id = ({pick_sql}) AND status = %s")
+    params = [InstanceStatus.CLAIMING, now, now, now, join_url or "", True,  # from now on it may hold something of this claim
+              *pick_params, InstanceStatus.IDLE]
+    sql, params = with_events_sql(update_sql, params, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING,
+                                  reason="claim started", actor=actor, select="*")
     try:
         rows = list(Instance.objects.db_manager(DB).raw(sql, params))
     except IntegrityError:
         raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use") from None
     if not rows:
         return None
-    record_event(instance_id=rows[0].pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING,
-                 reason="claim started", actor=actor)
     log_transition(rows[0].pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING, actor=actor, reason="claim started")
     return rows[0]
 

@@ -110,6 +110,14 @@ def _outage_reason(observations: list[Observation], config: PoolConfig) -> str:
     return ""
 
 
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i:i + BULK_CHUNK] for i in range(0, len(ids), BULK_CHUNK)]
+
+
+# What observing reads of an instance: the tick loads the whole fleet every time, so only these.
+OBSERVED_FIELDS = ("id", "status", "deploy_status", "url", "unhealthy_since", "last_healthy_at", "claimed_at", "needs_reset")
+
+
 def observe(instances: list[Instance], config: PoolConfig, *, actor: str = Actor.TICK, guard: bool = True) -> dict[str, Any]:
     """Ask services once about the given instances and apply what it says.
 
@@ -135,16 +143,27 @@ def observe(instances: list[Instance], config: PoolConfig, *, actor: str = Actor
         if reason:
             raise Outage(reason)
 
-    healthy_ids: list[str] = []
-    unhealthy_ids: list[str] = []
+    # Only rows whose value changes are written, and the ids are worked out here from the rows
+    # already read: a steady fleet writes nothing, and no statement carries thousands of ids
+    # (each costs the driver time to parse and the database a long IN list).
+    recovered_ids: list[str] = []   # healthy again: unhealthy_since cleared
+    healthy_seen_ids: list[str] = []  # last_healthy_at missing or older than 5 minutes
+    lost_ids: list[str] = []        # newly unhealthy: unhealthy_since set
     by_deploy_status: dict[str, list[str]] = defaultdict(list)
+    stale_healthy = now - timedelta(minutes=5)
     # One bulk transition per (from, to, reason): a starting -> idle wave of thousands after a fill
     # is a few statements, each still conditional on the status this tick read.
     moves: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     new_urls: list[Instance] = []
     for o in observations:
         instance, seen = o.instance, o.seen
-        (healthy_ids if seen.get("healthy") else unhealthy_ids).append(instance.pk)
+        if seen.get("healthy"):
+            if instance.unhealthy_since is not None:
+                recovered_ids.append(instance.pk)
+            if instance.last_healthy_at is None or instance.last_healthy_at < stale_healthy:
+                healthy_seen_ids.append(instance.pk)
+        elif instance.unhealthy_since is None:
+            lost_ids.append(instance.pk)
         if instance.deploy_status != seen["status"]:
             by_deploy_status[seen["status"]].append(instance.pk)
         if seen.get("url") and seen["url"] != instance.url:
@@ -154,15 +173,20 @@ def observe(instances: list[Instance], config: PoolConfig, *, actor: str = Actor
             moves[(instance.status, o.target, reason)].append(instance.pk)
     moved = sum(len(transition_many(ids, from_status=from_status, to_status=to_status, actor=actor, reason=reason))
                 for (from_status, to_status, reason), ids in moves.items())
-    # A handful of set-based writes instead of one UPDATE per instance. Only rows whose value
-    # changes are touched, so claims' SKIP LOCKED rarely meets a row this holds.
+    # A handful of set-based writes instead of one UPDATE per instance, chunked like the moves.
+    # Each keeps the condition it was computed from, so claims' SKIP LOCKED rarely meets a row
+    # this holds and a row another process changed meanwhile is left alone.
     Instance.objects.using(DB).bulk_update(new_urls, ["url"], batch_size=BULK_CHUNK)
-    Instance.objects.using(DB).filter(pk__in=healthy_ids).exclude(unhealthy_since=None).update(unhealthy_since=None)
-    Instance.objects.using(DB).filter(pk__in=healthy_ids, last_healthy_at__lt=now - timedelta(minutes=5)).update(last_healthy_at=now)
-    Instance.objects.using(DB).filter(pk__in=healthy_ids, last_healthy_at=None).update(last_healthy_at=now)
-    Instance.objects.using(DB).filter(pk__in=unhealthy_ids, unhealthy_since=None).update(unhealthy_since=now)
+    for chunk in _chunks(recovered_ids):
+        Instance.objects.using(DB).filter(pk__any=chunk).exclude(unhealthy_since=None).update(unhealthy_since=None)
+    for chunk in _chunks(healthy_seen_ids):
+        Instance.objects.using(DB).filter(models.Q(last_healthy_at=None) | models.Q(last_healthy_at__lt=stale_healthy),
+                                          pk__any=chunk).update(last_healthy_at=now)
+    for chunk in _chunks(lost_ids):
+        Instance.objects.using(DB).filter(pk__any=chunk, unhealthy_since=None).update(unhealthy_since=now)
     for value, ids in by_deploy_status.items():
-        Instance.objects.using(DB).filter(pk__in=ids).update(deploy_status=value)
+        for chunk in _chunks(ids):
+            Instance.objects.using(DB).filter(pk__any=chunk).update(deploy_status=value)
     return {"checked": len(watched), "transitions": moved}
 
 
@@ -381,8 +405,8 @@ def pool_tick() -> dict[str, Any]:
                 report.errors[name] = redact(f"{exc.__class__.__name__}: {exc}")
 
         try:
-            # Instructions can be 100k characters per claimed instance; the tick never reads them.
-            live = Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED).defer("instructions")
+            # Only what observing reads (instructions alone can be 100k characters per claimed instance).
+            live = Instance.objects.using(DB).exclude(status=InstanceStatus.DELETED).only(*OBSERVED_FIELDS)
             run("observe", lambda: observe(list(live), config))
         except Outage as outage:
             report.outage = redact(str(outage))

@@ -22,6 +22,7 @@ handler as a process of its own, plus a control API that only that process answe
     DELETE /fleet/instances/<id>            {removed: bool}
     POST   /fleet/instances/<id>/redeploy   {ok: true}; 404 when it does not exist
     POST   /fleet/states                    {instanceIds: [...]} -> {existing: [...]}
+    POST   /fleet/knobs                     {"FAKE_HEALTH_LATENCY_MS": 50, ...}: set this fleet's FAKE_*_MS knobs
 
 With FAKE_FLEET_URL set (e.g. http://127.0.0.1:8765), the provider in every process (gunicorn and
 Celery workers, the tick, a bench) creates, destroys and asks the deploy states of that fleet over
@@ -132,6 +133,10 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body leave in two writes: with Nagle's algorithm on, a kept-alive
+    # connection waits for the client's delayed ACK (~40 ms) before the body, which no real
+    # instance's server costs. TCP_NODELAY, as production HTTP servers set it.
+    disable_nagle_algorithm = True
     server_version = "convos-fake-runtime"
     sys_version = ""
 
@@ -192,6 +197,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, {"error": "instanceIds (a list) is required"})
                 return True
             self._send(200, {"existing": [i for i in ids if isinstance(i, str) and i in _instances]})
+        elif path == "/fleet/knobs" and method == "POST":
+            # The fleet's own fault and latency knobs (benches switch health latency between runs
+            # without losing the fleet): {"FAKE_HEALTH_LATENCY_MS": 50, ...}, FAKE_* names only.
+            from django.conf import settings
+
+            knobs = body if isinstance(body, dict) else {}
+            if not knobs or any(not k.startswith("FAKE_") or not k.endswith("_MS") or not isinstance(v, (int, float)) for k, v in knobs.items()):
+                self._send(400, {"error": "an object of FAKE_*_MS names and numbers is required"})
+                return True
+            for name, value in knobs.items():
+                setattr(settings, name, float(value))
+            self._send(200, {"ok": True})
         elif path.startswith("/fleet/instances/") and path.endswith("/redeploy") and method == "POST":
             instance_id = unquote(path[len("/fleet/instances/"):-len("/redeploy")])
             if instance_id in _instances:

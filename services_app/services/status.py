@@ -11,7 +11,7 @@ check says so for free. So a batch:
    status, known but not running (starting, failed, sleeping: never pinged, a ping would wake a
    sleeping one), failing their health check now, or recently created or redeployed;
 3. health-checks those the provider now calls running;
-4. records what the provider said (deploy_status, deploy_checked_at) in bulk.
+4. records what the provider said, where it changed (deploy_status, and when: deploy_checked_at), in bulk.
 
 Every RAILWAY_FULL_SYNC_MS, and after a batch that raised, the provider is asked about every
 instance instead (on Railway the paged workspace listing, the only answer complete enough to call
@@ -100,7 +100,7 @@ def _check(urls: list[str], deadline_s: float) -> list[bool]:
 
 
 def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
-    infras = list(InstanceInfra.objects.using(DB).filter(instance_id__in=instance_ids, torn_down_at=None))
+    infras = list(InstanceInfra.objects.using(DB).filter(instance_id__any=instance_ids, torn_down_at=None))
     now = _now()
     recent_since = now - timedelta(milliseconds=settings.RAILWAY_RECENT_CHANGE_MS)
     started = time.monotonic()
@@ -141,11 +141,14 @@ def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
             healthy.update(zip((i.instance_id for i in second), _check([deploy[i.instance_id].url or i.url for i in second], remaining)))
 
         # 4. What the provider said, in a bounded number of statements (bulk_update leaves updated_at).
-        for infra in asked:
+        # Only rows whose status changed: a fleet asked about every tick (a full sweep, a fill's
+        # recent instances) would otherwise rewrite thousands of unchanged rows each time.
+        changed = [i for i in asked if i.deploy_status != (deploy[i.instance_id].deploy_status or "")]
+        for infra in changed:
             infra.deploy_status = deploy[infra.instance_id].deploy_status or ""
             infra.deploy_checked_at = now
-        if asked:
-            InstanceInfra.objects.using(DB).bulk_update(asked, ["deploy_status", "deploy_checked_at"], batch_size=WRITE_BATCH)
+        if changed:
+            InstanceInfra.objects.using(DB).bulk_update(changed, ["deploy_status", "deploy_checked_at"], batch_size=WRITE_BATCH)
     except Exception:
         for provider, _, _ in groups:
             mark_full_sweep_needed(provider)  # whatever this batch missed, the next one reads it all

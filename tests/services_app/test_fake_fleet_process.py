@@ -1,13 +1,8 @@
 """The fake fleet as a process of its own (`manage.py fake_fleet`), shared through FAKE_FLEET_URL."""
 from __future__ import annotations
 
-import os
 import secrets
-import select
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,51 +12,21 @@ import requests
 from services_app import services
 from services_app.providers import get_provider
 from services_app.providers.base import InfraRef, ProviderError
+from services_app.providers import fake_fleet_process as fleet_process
 from services_app.providers.fake import FakeProvider, fake_instance
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _start_fleet() -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "fake_fleet", "--port", "0"], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
-        if ready:
-            line = process.stdout.readline()
-            if line.startswith("Fake fleet serving on "):
-                return process, line.split(" on ", 1)[1].strip()
-        if process.poll() is not None:
-            raise RuntimeError(f"fake_fleet exited {process.returncode}: {process.stderr.read()[-2000:]}")
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError("fake_fleet did not start")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    process.stdout.close()
-    process.stderr.close()
 
 
 @pytest.fixture
 def fleet(settings) -> Iterator[tuple[subprocess.Popen, str]]:
-    process, url = _start_fleet()
+    process, url = fleet_process.spawn()
     settings.INFRA_PROVIDER = "fake"
     settings.FAKE_FLEET_URL = url
     settings.FAKE_HEALTH_LATENCY_MS = 0
     try:
         yield process, url
     finally:
-        _stop(process)
+        fleet_process.stop(process)
 
 
 def _new_id() -> str:
@@ -126,7 +91,7 @@ def test_it_raises_when_the_fleet_is_gone_instead_of_reporting_all_removed(fleet
     provider = FakeProvider.from_settings()
     ref = provider.create(instance_id=instance_id, variables={})
     assert provider.deploy_states([ref])[instance_id].deploy_status == "SUCCESS"
-    _stop(process)
+    fleet_process.stop(process)
     with pytest.raises(ProviderError) as down:
         provider.deploy_states([ref])
     assert down.value.permanent is False and "unreachable" in down.value.message

@@ -146,8 +146,9 @@ def test_it_asks_about_starting_failing_and_recently_changed_instances_in_one_ca
     assert statuses[failing[0]]["status"] == "unreachable" and statuses[failing[0]]["deployStatus"] == "SUCCESS"
     assert statuses[fresh[0]]["status"] == "healthy"
     assert url_of(starting[0]) not in health.checked  # a deployment that is not running is never pinged
+    # Rows are written only where the provider's answer changed: the fresh one still says SUCCESS.
     row = InstanceInfra.objects.using("services").get(instance_id=fresh[0])
-    assert row.deploy_status == "SUCCESS" and row.deploy_checked_at == clock.now
+    assert row.deploy_status == "SUCCESS" and row.deploy_checked_at is None
 
 
 @pytest.mark.django_db(databases=DATABASES)
@@ -225,6 +226,7 @@ def test_it_asks_about_120_instances_in_3_calls_and_records_them_in_one_statemen
     settle(railway, ids)
     for instance_id in ids[:120]:
         health.failing.add(url_of(instance_id))
+        railway.set_status(project_of(instance_id), "CRASHED")
     clock.advance(30_000)
 
     with CaptureQueriesContext(connections["services"]) as queries:
@@ -232,9 +234,11 @@ def test_it_asks_about_120_instances_in_3_calls_and_records_them_in_one_statemen
 
     assert railway.calls["project"] == 3 and railway.aliases_asked == 120 and railway.requests == 3
     assert [len(asked) for asked in asked_projects(railway)] == [50, 50, 20]
-    assert all(statuses[i]["status"] == "unreachable" for i in ids[:120])
+    assert all(statuses[i]["deployStatus"] == "CRASHED" for i in ids[:120])
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("UPDATE")]
-    assert len(writes) == 1
+    assert len(writes) == 1  # 120 changed rows, one bulk statement (WRITE_BATCH=500)
+    assert InstanceInfra.objects.using("services").filter(instance_id__in=ids[:120], deploy_status="CRASHED",
+                                                          deploy_checked_at=clock.now).count() == 120
 
 
 @pytest.mark.django_db(databases=DATABASES)
