@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -114,3 +114,15 @@ def test_it_keeps_the_control_api_off_the_in_process_server(settings):
         assert fake_instance(instance_id) is not None
     finally:
         provider.destroy(ref)
+
+
+def test_it_sets_the_fleets_own_knobs_and_refuses_anything_else(fleet):
+    _, url = fleet
+    instance_id = _new_id()
+    ref = FakeProvider.from_settings().create(instance_id=instance_id, variables={})
+    assert requests.post(f"{url}/fleet/knobs", json={"FAKE_HEALTH_LATENCY_MS": 300}, timeout=5).status_code == 200
+    started = time.monotonic()
+    assert requests.get(f"{ref.url}/pool/health", timeout=5).status_code == 200
+    assert time.monotonic() - started >= 0.3  # the latency is the fleet's, set from outside
+    for bad in ({"SECRET_KEY": 1}, {"FAKE_HEALTH_LATENCY_MS": "slow"}, {}):
+        assert requests.post(f"{url}/fleet/knobs", json=bad, timeout=5).status_code == 400
