@@ -45,6 +45,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.databases import flush_all, use_postgres
 from services_app.providers import fake_fleet_process as fleet_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,8 +60,6 @@ CREATE_CONCURRENCY = int(os.environ.get("BENCH_CREATE_CONCURRENCY", "8"))
 TICK_PAUSE_S = float(os.environ.get("BENCH_TICK_PAUSE_MS", "1000")) / 1000
 EMPTY_BACKOFF_S = float(os.environ.get("BENCH_EMPTY_BACKOFF_MS", "20")) / 1000
 FILL_TIMEOUT_S = 600
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-ALIASES = {"default": "DATABASE_URL", "pool": "POOL_DATABASE_URL", "services": "SERVICES_DATABASE_URL", "templates": "TEMPLATES_DATABASE_URL"}
 SERVER_TIMING_POOL = re.compile(r"(?:^|,)\s*pool;dur=([0-9.]+)")
 CLAIM_BODY = {"agentName": "Bench", "instructions": "Be quick."}
 
@@ -85,18 +84,7 @@ def _prepare_environment(var_dir: Path) -> None:
     })
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL", "FAKE_FLEET_URL", "PROMETHEUS_MULTIPROC_DIR"):
         os.environ.pop(name, None)
-    for alias, variable in ALIASES.items():
-        os.environ[variable] = f"{PG_SERVER}/convos_bench_load_{alias}"
-
-
-def _create_postgres_databases() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
-        for alias in ALIASES:
-            name = f"convos_bench_load_{alias}"
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
+    use_postgres("convos_bench_load")
 
 
 def _free_port() -> int:
@@ -301,20 +289,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     var_dir = Path(tempfile.mkdtemp(prefix="convos-bench-claim-load-"))
     _prepare_environment(var_dir)
-    _create_postgres_databases()
     processes = Processes(var_dir)
     try:
         import django
 
         django.setup()
-        from django.core.management import call_command
         from django.db import connections
 
         from pool_app.services.api_clients import api_client_create
 
-        call_command("migrate_all", verbosity=0, stdout=io.StringIO())
-        for alias in ALIASES:  # a clean slate: earlier runs' rows would skew the numbers
-            call_command("flush", database=alias, interactive=False, verbosity=0)
+        flush_all()
         key = api_client_create(name=f"bench-{secrets.token_hex(4)}", owner_id="bench").key
 
         fleet_url = _start_fleet(processes)
@@ -350,7 +334,7 @@ def main() -> None:
             print(f"  {r['label']:<18} {r['requests']:>8} {r['ok']:>6} {r['claims_s']:>8.1f} {r['total_p50']:>9.1f} {r['total_p99']:>9.1f} "
                   f"{r['pool_p50']:>8.1f} {r['pool_p99']:>8.1f} {r['twice']:>5} {r['e5xx']:>4} {r['e503']:>5} {r['other']:>5}")
         twice_overall = sum(1 for n in Counter(all_ids).values() if n > 1)
-        print(f"  statuses: " + "; ".join(f"{r['label']}: {r['statuses']}" for r in rows))
+        print("  statuses: " + "; ".join(f"{r['label']}: {r['statuses']}" for r in rows))
         print(f"  instanceIds handed out twice over both runs: {twice_overall} (must be 0)")
         print("  (ms; total: client-side request time of the 200s; pool: Server-Timing pool;dur, the request minus the\n"
               "   instance's provisioning call; claims/s: 200s per second of the run; 503: pool empty, client backs off\n"

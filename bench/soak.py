@@ -24,10 +24,8 @@ Usage: SOAK_MINUTES=3 python -m bench.soak (or `make soak`).
 """
 from __future__ import annotations
 
-import io
 import os
 import random
-import statistics
 import sys
 import tempfile
 import threading
@@ -40,8 +38,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-ALIASES = {"default": "DATABASE_URL", "pool": "POOL_DATABASE_URL", "services": "SERVICES_DATABASE_URL", "templates": "TEMPLATES_DATABASE_URL"}
+from bench.databases import flush_all, use_postgres
+
 # Railway's API budget (bench/railway_budget.py): the fake provider's calls are counted against it.
 BUDGET_PER_HOUR = 10_000
 OPERATOR_ACTOR = "cli"
@@ -545,15 +543,7 @@ def _prepare_environment() -> Path:
     os.environ["DB_CONN_MAX_AGE"] = "0"
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL", "FAKE_FLEET_URL"):
         os.environ.pop(name, None)
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
-        for alias in ALIASES:
-            name = f"convos_soak_{alias}"
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
-    for alias, variable in ALIASES.items():
-        os.environ[variable] = f"{PG_SERVER}/convos_soak_{alias}"
+    use_postgres("convos_soak")
     return var_dir
 
 
@@ -566,11 +556,7 @@ def main() -> int:
         import django
 
         django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate_all", verbosity=0, stdout=io.StringIO())
-        for alias in ALIASES:  # a clean slate: an earlier run's rows are not this run's
-            call_command("flush", database=alias, interactive=False, verbosity=0)
+        flush_all()  # a clean slate: an earlier run's rows are not this run's
         seed = int(os.environ["SOAK_SEED"]) if os.environ.get("SOAK_SEED") else None
         print(f"soak: {minutes:g} min on PostgreSQL (convos_soak_*), fake provider in-process; settings {SOAK_SETTINGS}", flush=True)
         result = run(seconds=minutes * 60, seed=seed, tick_every_s=float(os.environ.get("SOAK_TICK_S", "2")),

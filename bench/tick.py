@@ -19,7 +19,6 @@ missing, emptied first). Prints numbers and asserts nothing. Usage: python -m be
 """
 from __future__ import annotations
 
-import io
 import os
 import platform
 import shutil
@@ -30,12 +29,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.databases import ALIASES, flush_all, use_embedded_sqlite, use_postgres
+
 # Sizes to run, e.g. BENCH_TICK_SIZES=100,1000 (default 100,1000,5000).
 SIZES = tuple(int(n) for n in os.environ.get("BENCH_TICK_SIZES", "100,1000,5000").split(",") if n.strip())
 STEADY_TICKS = 5
 LATENCIES_MS = (0, 50)
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
-ALIASES = {"default": "DATABASE_URL", "pool": "POOL_DATABASE_URL", "services": "SERVICES_DATABASE_URL", "templates": "TEMPLATES_DATABASE_URL"}
 
 
 def _prepare_environment() -> Path:
@@ -49,23 +48,10 @@ def _prepare_environment() -> Path:
     for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL"):  # in-process services, no broker
         os.environ.pop(name, None)
     if os.environ.get("BENCH_DATABASE") == "postgres":
-        _create_postgres_databases()
-        for alias, variable in ALIASES.items():
-            os.environ[variable] = f"{PG_SERVER}/convos_bench_{alias}"
+        use_postgres("convos_bench")
     else:
-        for variable in ALIASES.values():
-            os.environ.pop(variable, None)  # the embedded SQLite defaults, under the fresh VAR_DIR
+        use_embedded_sqlite()  # under the fresh VAR_DIR
     return var_dir
-
-
-def _create_postgres_databases() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as conn:
-        for alias in ALIASES:
-            name = f"convos_bench_{alias}"
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
 
 
 class Probe:
@@ -187,13 +173,9 @@ def main() -> None:
 
         django.setup()
         from django.conf import settings
-        from django.core.management import call_command
         from django.db import connections
 
-        call_command("migrate_all", verbosity=0, stdout=io.StringIO())
-        if connections["pool"].vendor == "postgresql":
-            for alias in ALIASES:  # a clean slate: earlier runs' rows would skew the numbers
-                call_command("flush", database=alias, interactive=False, verbosity=0)
+        flush_all()
         fleet_url = ""
         if os.environ.get("BENCH_FLEET", "process") == "process":
             from services_app.providers import fake_fleet_process

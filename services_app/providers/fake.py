@@ -14,8 +14,9 @@ State lives in memory only: an instance exists for as long as this process does,
 that did not create it (another gunicorn worker, a restart) reports it REMOVED. Bearer tokens are
 not checked. `deploy_states` does no I/O: every known instance is SUCCESS; `redeploy` is a no-op.
 
-A fleet other processes share: `python manage.py fake_fleet --port 8765` runs the same server and
-handler as a process of its own, plus a control API that only that process answers:
+A fleet other processes share: `python manage.py fake_fleet --port 8765` serves the same handler
+from a process of its own (on an asyncio front, services_app/providers/fake_fleet_server.py), plus
+a control API that only that process answers:
 
     POST   /fleet/instances                 {instanceId, variables} -> 201 {instanceId}; 409 if it exists
     GET    /fleet/instances                 {instanceIds: [...]}
@@ -239,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             latency = _health_latency_s()
             if latency:
                 time.sleep(latency)
-            self._send(200, {"ready": True, "runtime": "fake", "instanceId": instance.instance_id, "xmtpEnv": instance.xmtp_env})
+            self._send(200, health_payload(instance))
         elif route == "/convos/status":
             with instance.lock:
                 self._send(200, instance.status())
@@ -309,12 +310,9 @@ def fake_instance(instance_id: str) -> _FakeInstance | None:
     return _instances.get(instance_id)
 
 
-def fleet_server(host: str, port: int) -> _Server:
-    """A fleet process's server (`manage.py fake_fleet`): the same handler, plus the control API.
-    The caller runs `serve_forever()`."""
-    server = _Server((host, port), _Handler)
-    server.fleet_control = True
-    return server
+def health_payload(instance: _FakeInstance) -> dict[str, Any]:
+    """A fake instance's `/pool/health` answer (the threaded handler and the fleet's asyncio front)."""
+    return {"ready": True, "runtime": "fake", "instanceId": instance.instance_id, "xmtpEnv": instance.xmtp_env}
 
 
 _sessions = threading.local()

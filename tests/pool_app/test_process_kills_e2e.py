@@ -82,7 +82,40 @@ def test_it_cleans_up_after_a_tick_killed_between_the_provider_create_and_its_re
         ticker.wait(10)
     finally:
         stop(ticker)
+    _recover_from_a_killed_creation(url, settings)
+
+
+def test_it_cleans_up_after_a_celery_worker_killed_in_the_middle_of_a_tick(on_fleet, settings, tmp_path):
+    """The production shape: beat's tick message, a prefork worker running it, the whole worker
+    (master and child) SIGKILLed while the provider holds instances services never recorded."""
+    url = on_fleet(FAKE_CREATE_DELAY_MS="3000")
+    # A private filesystem broker: no other test run's worker can take this message.
+    env = child_env(INFRA_PROVIDER="fake", FAKE_FLEET_URL=url, POOL_MIN_IDLE="2", ORPHAN_SWEEP_MS="0",
+                    REDIS_URL="", CELERY_BROKER_URL="filesystem://", VAR_DIR=str(tmp_path))
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "convos", "worker", "--pool=prefork", "--concurrency=1",
+                               "--loglevel=WARNING"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        sent = subprocess.run([sys.executable, "manage.py", "shell", "-c",
+                               "from pool_app.tasks import pool_tick_task; pool_tick_task.delay()"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        wait_until(lambda: len(fleet_ids(url)) == 2, timeout=60, message="the worker's tick holding 2 creations")
+        assert len(child_pids(worker.pid)) >= 1  # the prefork child running the tick
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+    _recover_from_a_killed_creation(url, settings)
+
+
+def _recover_from_a_killed_creation(url: str, settings) -> None:
+    """After a process died between the provider's create and services' record: the next ticks
+    leave a creation in flight alone, then remove what the provider holds and the rows."""
     made = fleet_ids(url)
+    assert len(made) == 2
     assert set(Instance.objects.filter(status=S.STARTING, deploy_status="creating").values_list("pk", flat=True)) == made
     assert not InstanceInfra.objects.exists()
 

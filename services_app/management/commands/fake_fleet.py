@@ -3,9 +3,10 @@
     python manage.py fake_fleet --port 8765
     FAKE_FLEET_URL=http://127.0.0.1:8765 INFRA_PROVIDER=fake gunicorn ...   # and the worker, the tick
 
-Runs the fake provider's own HTTP server and request handler (services_app/providers/fake.py),
-with its /fleet/ control API switched on, so gunicorn workers, Celery workers and benchmarks
-share one fake fleet. State is in this process's memory: stopping it forgets every instance.
+Serves the fake provider's instances and its /fleet/ control API on one asyncio loop
+(services_app/providers/fake_fleet_server.py: health checks answered on the loop, every other
+request through the fake provider's own handler), so gunicorn workers, Celery workers and
+benchmarks share one fake fleet. State is in this process's memory: stopping it forgets every instance.
 With --port 0 the system picks a free port; the first line printed names the URL either way.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management import BaseCommand
 
-from services_app.providers.fake import fleet_server
+from services_app.providers import fake_fleet_server
 
 
 class Command(BaseCommand):
@@ -28,13 +29,13 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, health_latency_ms: float | None, **options) -> None:
         if health_latency_ms is not None:
             settings.FAKE_HEALTH_LATENCY_MS = health_latency_ms
-        server = fleet_server(host, port)
-        # Flushed at once: whoever started this process waits for this line to know the port.
-        self.stdout.write(f"Fake fleet serving on http://{host}:{server.server_port}")
-        self.stdout.flush()
+
+        def listening(bound_port: int) -> None:
+            # Flushed at once: whoever started this process waits for this line to know the port.
+            self.stdout.write(f"Fake fleet serving on http://{host}:{bound_port}")
+            self.stdout.flush()
+
         try:
-            server.serve_forever(poll_interval=0.2)
+            fake_fleet_server.serve(host, port, listening)
         except KeyboardInterrupt:
             pass
-        finally:
-            server.server_close()
