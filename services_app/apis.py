@@ -143,6 +143,16 @@ class ConvosStatusApi(_ServicesApi):
         return Response(services.instance_convos_status(instance_id=instance_id))
 
 
+class ConvosStatusBatchApi(_ServicesApi):
+    class InputSerializer(serializers.Serializer):
+        instanceIds = serializers.ListField(child=StrictCharField(max_length=32), max_length=10_000, allow_empty=True)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=json_object_body(request))
+        data.is_valid(raise_exception=True)
+        return Response(services.instance_convos_status_batch(instance_ids=data.validated_data["instanceIds"]))
+
+
 class RegistryApi(_ServicesApi):
     @extend_schema(summary="The tools the pool can provision and whether each is enabled here.",
                    responses={200: inline_serializer("RegistryTool", many=True, fields={

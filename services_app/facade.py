@@ -89,6 +89,14 @@ def convos_status(instance_id: str) -> dict[str, Any]:
     return _local().instance_convos_status(instance_id=instance_id)
 
 
+def convos_status_batch(instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """POST /convos-status/batch {instanceIds} -> {instanceId: {conversationId, inboxId, pending, clean}
+    or {error}}: many instances' conversations at once (the tick's audit and claim reconciliation)."""
+    if _remote():
+        return http_client.call("POST", "convos-status/batch", {"instanceIds": instance_ids})
+    return _local().instance_convos_status_batch(instance_ids=instance_ids)
+
+
 def chat(instance_id: str, text: str, *, sender_name: str = "operator") -> dict[str, Any]:
     """POST /chat/:instanceId {text, senderName} -> {replies}: a message to the agent (loopback channel)"""
     if _remote():

@@ -12,6 +12,7 @@ urlpatterns = [
     path("configure/<id:instance_id>", apis.ConfigureApi.as_view()),
     path("abandon-creation/<id:instance_id>", apis.AbandonCreationApi.as_view()),
     path("reset/<id:instance_id>", apis.ResetApi.as_view()),
+    path("convos-status/batch", apis.ConvosStatusBatchApi.as_view()),
     path("convos-status/<id:instance_id>", apis.ConvosStatusApi.as_view()),
     path("chat/<id:instance_id>", apis.ChatApi.as_view()),
     path("registry", apis.RegistryApi.as_view()),

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from convos.concurrency import map_concurrently, map_with_deadline
+from convos.concurrency import map_concurrently
 from convos.metrics import TICK_DURATION, TICK_STEP_FAILURES
 from convos.redaction import redact
 from pool_app.config import PoolConfig, pool_config
@@ -223,6 +223,26 @@ def cleanse(config: PoolConfig) -> dict[str, Any]:
             "crashed": outcomes.count(InstanceStatus.CRASHED), "dead": outcomes.count(InstanceStatus.DEAD)}
 
 
+def _conversations(instance_ids: list[str], *, what: str, verb: str) -> list[dict | None]:
+    """What each instance reports of its conversation (`/convos/status`), in one services call;
+    None where it did not answer (it is then left as it is this tick)."""
+    if not instance_ids:
+        return []
+    try:
+        answers = services.convos_status_batch(instance_ids)
+    except services.ServicesError as exc:
+        logger.warning("%ss not %s: %s", what, verb, exc.message)
+        return [None] * len(instance_ids)
+    out: list[dict | None] = []
+    for instance_id in instance_ids:
+        answer = answers.get(instance_id)
+        if not answer or "error" in answer:
+            logger.info("%s %s not %s: %s", what, instance_id, verb, (answer or {}).get("error", "no answer"))
+            answer = None
+        out.append(answer)
+    return out
+
+
 def audit_idle(config: PoolConfig) -> dict[str, Any]:
     """Ask a sample of idle instances (least recently checked first) whether they are bound: one
     that is (a claim that finished behind the pool's back, a stray call) is taken out of the pool
@@ -233,15 +253,7 @@ def audit_idle(config: PoolConfig) -> dict[str, Any]:
                   .order_by(models.F("audited_at").asc(nulls_first=True), "created_at")
                   .values_list("pk", flat=True)[: config.idle_audit_sample])
 
-    def ask(instance_id: str) -> dict | None:
-        try:
-            return services.convos_status(instance_id)
-        except services.ServicesError as exc:
-            logger.info("idle instance %s not audited: %s", instance_id, exc.message)
-            return None
-
-    answers = map_with_deadline(ask, sample, max_workers=settings.TICK_CALL_CONCURRENCY,
-                                deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing=None)
+    answers = _conversations(sample, what="idle instance", verb="audited")
     bound = unclean = 0
     for instance_id, reported in zip(sample, answers):
         if reported is None:
@@ -278,15 +290,7 @@ def reconcile_claims(config: PoolConfig) -> dict[str, Any]:
         .only("pk", "status", "conversation_id")
     )
 
-    def ask(instance: Instance) -> dict | None:
-        try:
-            return services.convos_status(instance.pk)
-        except services.ServicesError as exc:
-            logger.info("claimed instance %s not checked: %s", instance.pk, exc.message)
-            return None
-
-    answers = map_with_deadline(ask, claims, max_workers=settings.TICK_CALL_CONCURRENCY,
-                                deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing=None)
+    answers = _conversations([i.pk for i in claims], what="claimed instance", verb="checked")
     moved: dict[str, int] = defaultdict(int)
     for instance, reported in zip(claims, answers):
         if reported is not None and (target := apply_reported_binding(instance, reported, actor=Actor.TICK)):

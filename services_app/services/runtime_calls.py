@@ -8,6 +8,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from convos.concurrency import map_with_deadline
 from convos.redaction import redact
 from services_app import runtime_client, runtime_kinds
 from services_app.models import InstanceInfra, InstanceService
@@ -124,6 +125,26 @@ def instance_convos_status(*, instance_id: str) -> dict[str, Any]:
         return runtime_client.convos_status(infra.url, token=gateway_token(infra), timeout=settings.HEALTH_CHECK_TIMEOUT_S * 2)
     except runtime_client.RuntimeCallError as exc:
         raise _runtime_error(instance_id, exc) from exc
+
+
+def instance_convos_status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """`instance_convos_status` of many instances: one query for their records, then the calls on
+    threads that never touch the database (each answer, or {"error": message}), within the tick's
+    batch deadline. The tick asks a sample of idle and every claimed instance each time; a thread
+    per instance opening its own database connection cost more than the call."""
+    infras = list(InstanceInfra.objects.using(DB).filter(instance_id__any=instance_ids, torn_down_at=None))
+    timeout = settings.HEALTH_CHECK_TIMEOUT_S * 2
+
+    def ask(infra: InstanceInfra) -> dict[str, Any]:
+        try:
+            return runtime_client.convos_status(infra.url, token=gateway_token(infra), timeout=timeout)
+        except runtime_client.RuntimeCallError as exc:
+            return {"error": _runtime_error(infra.instance_id, exc).message}
+
+    answers = map_with_deadline(ask, infras, max_workers=settings.TICK_CALL_CONCURRENCY,
+                                deadline_s=settings.HEALTH_CHECK_BATCH_DEADLINE_S, missing={"error": "no answer in time"})
+    found = {infra.instance_id: answer for infra, answer in zip(infras, answers)}
+    return {i: found.get(i) or {"error": f"Unknown instance {i}"} for i in instance_ids}
 
 
 # An agent's turn may wait for the model and a few tool calls.

@@ -103,6 +103,16 @@ class FakeServices:
         pending = instance_id in self.pending
         return {"conversationId": "conv-accepted" if fake.bound else None, "inboxId": "x", "pending": pending, "clean": not fake.bound}
 
+    def convos_status_batch(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+        self._count("convos_status_batch")
+        answers: dict[str, dict[str, Any]] = {}
+        for instance_id in instance_ids:
+            try:
+                answers[instance_id] = self.convos_status(instance_id)
+            except ServicesError as exc:
+                answers[instance_id] = {"error": exc.message}
+        return answers
+
     def instance_for_token(self, token: str) -> str | None:
         self._count("instance_for_token")
         return self.tokens.get(token)
@@ -130,7 +140,7 @@ class FakeServices:
                                "provisionedAt": None, "destroyedAt": None}]}
 
     def install(self, monkeypatch) -> "FakeServices":
-        for name in ("create_instance", "abandon_creation", "destroy", "status_batch", "configure", "reset", "convos_status", "redeploy", "teardown_retry",
+        for name in ("create_instance", "abandon_creation", "destroy", "status_batch", "configure", "reset", "convos_status", "convos_status_batch", "redeploy", "teardown_retry",
                      "instance_for_token", "instance_info", "orphan_sweep"):
             monkeypatch.setattr(facade, name, getattr(self, name))
         return self

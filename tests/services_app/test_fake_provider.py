@@ -69,3 +69,21 @@ def test_it_the_pool_fills_and_claims_on_fake_instances(fake, settings):
     assert Instance.objects.get(pk=claim.instance_id).status == InstanceStatus.CLAIMED
     for instance_id in InstanceInfra.objects.using("services").values_list("instance_id", flat=True):
         services.instance_destroy(instance_id=instance_id)
+
+
+# The calls run on threads. This test's rows are not committed, so a thread reading the database
+# would find no instance: every answer below coming back proves the threads read nothing, and the
+# query count that the records are read once, here.
+def test_it_asks_many_instances_for_their_conversation_in_one_call(fake, django_assert_max_num_queries):
+    for instance_id in ("fakeb001", "fakeb002", "fakeb003"):
+        services.instance_create(instance_id=instance_id)
+    conversation = services.instance_configure(instance_id="fakeb002", agent_name="Bound", instructions="")["conversationId"]
+    get_provider().destroy(InfraRef(instance_id="fakeb003"))  # recorded, but no longer answering
+
+    with django_assert_max_num_queries(1, using="services"):
+        answers = services.instance_convos_status_batch(instance_ids=["fakeb001", "fakeb002", "fakeb003", "nobody"])
+
+    assert answers["fakeb001"]["conversationId"] is None and answers["fakeb001"]["clean"] is True
+    assert answers["fakeb002"]["conversationId"] == conversation and answers["fakeb002"]["clean"] is False
+    assert "error" in answers["fakeb003"] and "fakeb003" in answers["fakeb003"]["error"]
+    assert answers["nobody"] == {"error": "Unknown instance nobody"}
