@@ -178,20 +178,22 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     serialise claims instead, and the conditional update in `transition` is the guarantee. On
     both, the partial unique index on join_url makes sure one conversation is never claimed twice.
     """
-    for attempt in range(_RESERVE_ATTEMPTS):
+    def claimable():
         idle = Instance.objects.using(DB).claimable(skip=skip)
-        if runtime:
-            idle = idle.filter(runtime_kind=runtime)
+        return idle.filter(runtime_kind=runtime) if runtime else idle
+
+    for attempt in range(_RESERVE_ATTEMPTS):
         if connections[DB].vendor == "postgresql":
             # One statement (one round trip, atomic by itself) picks, reserves and records the row;
             # `transition` in a transaction stays the path on SQLite.
             reserved = _reserve_in_one_statement(skip=skip, runtime=runtime, actor=actor, join_url=join_url)
             if reserved is not None:
                 return reserved
-            if attempt + 1 < _RESERVE_ATTEMPTS and idle.exists():
+            if attempt + 1 < _RESERVE_ATTEMPTS and claimable().exists():
                 time.sleep(0.01 * (attempt + 1))
                 continue
             return None
+        idle = claimable()
         with transaction.atomic(using=DB):
             candidate = idle.select_for_update(skip_locked=True).order_by("created_at").first()
             if candidate is None:
