@@ -99,8 +99,19 @@ def _check(urls: list[str], deadline_s: float) -> list[bool]:
                                      concurrency=settings.HEALTH_CHECK_CONCURRENCY)
 
 
+_VOUCH_FIELDS = ("instance_id", "provider", "url", "deploy_status", "updated_at")
+
+
+def _full_records(infras: list[InstanceInfra]) -> list[InstanceInfra]:
+    """The same rows with every field (a provider's reference needs its ids and state), one query."""
+    if not infras:
+        return []
+    return list(InstanceInfra.objects.using(DB).filter(instance_id__any=[i.instance_id for i in infras]))
+
+
 def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
-    infras = list(InstanceInfra.objects.using(DB).filter(instance_id__any=instance_ids, torn_down_at=None))
+    # What vouching needs, for the whole fleet; the full records only of those the provider is asked about.
+    infras = list(InstanceInfra.objects.using(DB).filter(instance_id__any=instance_ids, torn_down_at=None).only(*_VOUCH_FIELDS))
     now = _now()
     recent_since = now - timedelta(milliseconds=settings.RAILWAY_RECENT_CHANGE_MS)
     started = time.monotonic()
@@ -121,7 +132,7 @@ def status_batch(*, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
         # 2. The provider, about every other instance.
         asked: list[InstanceInfra] = []
         for provider, group, full in groups:
-            to_ask = [i for i in group if i.instance_id not in deploy]
+            to_ask = _full_records([i for i in group if i.instance_id not in deploy])
             if to_ask:
                 try:
                     deploy.update(provider.deploy_states([infra_ref(i) for i in to_ask], full=full))
