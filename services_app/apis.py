@@ -37,9 +37,12 @@ class DestroyInstanceApi(_ServicesApi):
         return Response(services.instance_destroy(instance_id=instance_id))
 
 
+class _InstanceIdsInput(serializers.Serializer):
+    instanceIds = serializers.ListField(child=StrictCharField(max_length=32), max_length=10_000, allow_empty=True)
+
+
 class StatusBatchApi(_ServicesApi):
-    class InputSerializer(serializers.Serializer):
-        instanceIds = serializers.ListField(child=StrictCharField(max_length=32), max_length=10_000, allow_empty=True)
+    InputSerializer = _InstanceIdsInput
 
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=json_object_body(request))
@@ -144,8 +147,7 @@ class ConvosStatusApi(_ServicesApi):
 
 
 class ConvosStatusBatchApi(_ServicesApi):
-    class InputSerializer(serializers.Serializer):
-        instanceIds = serializers.ListField(child=StrictCharField(max_length=32), max_length=10_000, allow_empty=True)
+    InputSerializer = _InstanceIdsInput
 
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=json_object_body(request))

@@ -151,13 +151,8 @@ class RailwayProvider:
             if project_id not in remaining:
                 continue
             remaining.discard(project_id)
-            instances = [
-                si.get("node") or {}
-                for env in _edges(node.get("environments"))
-                for si in _edges((env.get("node") or {}).get("serviceInstances"))
-            ]
             for ref in wanted[project_id]:
-                states[ref.instance_id] = self._state(ref, instances)
+                states[ref.instance_id] = self._state(ref, _service_instances(node))
         if len(wanted) > 1 and remaining == set(wanted):
             # Not one known project listed: far likelier a wrong RAILWAY_WORKSPACE_ID or token than
             # a fleet deleted behind the pool's back. Reporting REMOVED would get it all destroyed.
@@ -184,13 +179,8 @@ class RailwayProvider:
             nodes, gone = self._projects_by_id(project_ids[start:start + size])
             missing |= gone
             for project_id, node in nodes.items():
-                instances = [
-                    si.get("node") or {}
-                    for env in _edges(node.get("environments"))
-                    for si in _edges((env.get("node") or {}).get("serviceInstances"))
-                ]
                 for ref in wanted[project_id]:
-                    states[ref.instance_id] = self._state(ref, instances)
+                    states[ref.instance_id] = self._state(ref, _service_instances(node))
         if len(wanted) > 1 and missing == set(wanted):
             # As with the listing: every project unknown is a wrong token or workspace, not a fleet
             # deleted behind the pool's back (reporting REMOVED would get it all destroyed).
@@ -388,6 +378,12 @@ def _field(data: Any, name: str) -> Any:
         # The call went through but its answer is unusable: what it did is unknown.
         raise RailwayError(f"Railway answer lacks {name!r}", maybe_applied=True)
     return data[name]
+
+
+def _service_instances(project: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every service instance of a project node (ProjectDeployState), across its environments."""
+    return [si.get("node") or {} for env in _edges(project.get("environments"))
+            for si in _edges((env.get("node") or {}).get("serviceInstances"))]
 
 
 def _edges(connection: Any) -> list[dict[str, Any]]:

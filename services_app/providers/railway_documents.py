@@ -97,50 +97,9 @@ mutation ServiceInstanceDeploy($serviceId: String!, $environmentId: String!) {
 
 # The fleet's deploy states, a page of projects per call. Service instances are read through
 # `environments` (Service.serviceInstances is deprecated in the schema).
-WORKSPACE_PROJECTS = """
-query WorkspaceProjects($workspaceId: String!, $first: Int!, $after: String) {
-  projects(workspaceId: $workspaceId, first: $first, after: $after) {
-    pageInfo { hasNextPage endCursor }
-    edges {
-      node {
-        id
-        environments {
-          edges {
-            node {
-              id
-              serviceInstances {
-                edges {
-                  node {
-                    serviceId
-                    environmentId
-                    latestDeployment { id status }
-                    domains { serviceDomains { domain } }
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-}
-"""
-
-# Light listing used to find a project whose projectCreate answer was lost (timeout, 5xx), and by
-# the orphan sweep (`createdAt`: a project younger than ORPHAN_GRACE_MS may still be being recorded).
-WORKSPACE_PROJECT_NAMES = """
-query WorkspaceProjectNames($workspaceId: String!, $first: Int!, $after: String) {
-  projects(workspaceId: $workspaceId, first: $first, after: $after) {
-    pageInfo { hasNextPage endCursor }
-    edges { node { id name createdAt } }
-  }
-}
-"""
-
-# What one project lookup reads: the same fields as a WORKSPACE_PROJECTS node, so both answers go
-# through one parser. A fragment keeps a 50-alias document small. (Lower-case name: ALL_DOCUMENTS
-# lists complete documents only.)
+# What the status of one project reads, in the full sweep's pages and in the aliased lookups alike,
+# so both answers go through one parser. A fragment keeps a 50-alias document small. (Lower-case
+# name: ALL_DOCUMENTS lists complete documents only.)
 _project_state_fragment = """
 fragment ProjectDeployState on Project {
   id
@@ -164,6 +123,26 @@ fragment ProjectDeployState on Project {
 }
 """
 
+
+WORKSPACE_PROJECTS = """
+query WorkspaceProjects($workspaceId: String!, $first: Int!, $after: String) {
+  projects(workspaceId: $workspaceId, first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { ...ProjectDeployState } }
+  }
+}
+""" + _project_state_fragment
+
+# Light listing used to find a project whose projectCreate answer was lost (timeout, 5xx), and by
+# the orphan sweep (`createdAt`: a project younger than ORPHAN_GRACE_MS may still be being recorded).
+WORKSPACE_PROJECT_NAMES = """
+query WorkspaceProjectNames($workspaceId: String!, $first: Int!, $after: String) {
+  projects(workspaceId: $workspaceId, first: $first, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    edges { node { id name createdAt } }
+  }
+}
+"""
 
 def project_alias(index: int) -> str:
     """The alias (and variable name) of the `index`th project in a project_states_document."""
