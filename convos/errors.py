@@ -28,6 +28,8 @@ class Conflict(DomainError):
 class Unavailable(DomainError):
     status_code = 503
     code = "unavailable"
+    # Seconds a client is told to wait (Retry-After): the pool refills in seconds, not minutes.
+    retry_after_s = 2
 
 
 class UpstreamFailed(DomainError):

@@ -52,7 +52,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         body = {"error": exc.message, "code": exc.code}
         if getattr(exc, "field", None):
             body["fields"] = {exc.field: [exc.message]}
-        return Response(body, status=exc.status_code)
+        retry_after = getattr(exc, "retry_after_s", None)
+        return Response(body, status=exc.status_code, headers={"Retry-After": str(retry_after)} if retry_after else None)
     if isinstance(exc, RequestDataTooBig):
         return Response({"error": "Request body is too large"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if _database_down(exc):

@@ -93,6 +93,7 @@ def test_it_answers_503_with_a_message_when_nothing_is_idle(api):
     response = api.post(CLAIM, {"agentName": "a", "instructions": "b"}, format="json")
     assert response.status_code == 503
     assert "No idle instance" in response.json()["error"]
+    assert response["Retry-After"] == "2"  # a client may retry safely, and knows when
 
 
 def test_it_healthz_needs_no_key(anon_api):
