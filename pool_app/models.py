@@ -120,7 +120,13 @@ class Instance(models.Model):
     class Meta:
         db_table = "instances"
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["status", "created_at"], name="instances_status_created")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="instances_status_created"),
+            # The claim's pick (`claimable`, oldest first) read straight off an index with no filter
+            # and no sort: with 10,000 idle rows the planner otherwise sorted them all on every claim.
+            models.Index(fields=["created_at"], name="instances_claimable_oldest",
+                         condition=models.Q(status=InstanceStatus.IDLE, protected=False, needs_reset=False)),
+        ]
         constraints = [
             # One conversation, one agent: a joinUrl being claimed or claimed cannot be claimed again,
             # even by two claims racing (the second one's reservation fails on this index).
