@@ -1,4 +1,4 @@
-"""The PostgreSQL databases a bench (or the soak) runs on: one per alias, created if missing.
+"""The environment a bench (or the soak) starts Django in, and the PostgreSQL databases it runs on.
 
 Every bench that runs on PostgreSQL names its own four databases (`<prefix>_default`, `_pool`,
 `_services`, `_templates` at 127.0.0.1:5432) so that benches never read each other's rows, and
@@ -7,9 +7,24 @@ empties them after migrating (`flush_all`) so that an earlier run's rows never s
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 ALIASES = {"default": "DATABASE_URL", "pool": "POOL_DATABASE_URL", "services": "SERVICES_DATABASE_URL", "templates": "TEMPLATES_DATABASE_URL"}
+
+
+def isolated_environment(*, var_prefix: str, provider: str, log_level: str = "WARNING",
+                         unset: tuple[str, ...] = ()) -> Path:
+    """What every bench sets before django.setup(): a fresh VAR_DIR (its files, its generated
+    secrets), no .env, the given infra provider, and services in process with no broker (REDIS_URL,
+    CELERY_BROKER_URL, SERVICES_URL unset, plus `unset`). Returns the VAR_DIR."""
+    var_dir = Path(tempfile.mkdtemp(prefix=var_prefix))
+    os.environ.update({"VAR_DIR": str(var_dir), "ENV_FILE": "/dev/null", "INFRA_PROVIDER": provider, "LOG_LEVEL": log_level})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL", *unset):
+        os.environ.pop(name, None)
+    return var_dir
 
 
 def use_postgres(prefix: str) -> None:

@@ -22,11 +22,12 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+
+from bench.databases import isolated_environment, use_embedded_sqlite
 
 SIZES = tuple(int(n) for n in os.environ.get("BENCH_RAILWAY_SIZES", "100,1000,5000").split(",") if n.strip())
 CHURN_PER_HOUR = 0.01
@@ -37,16 +38,9 @@ WORKSPACE = "ws-bench"
 
 def _prepare_environment() -> Path:
     """Everything Django reads at start-up; must run before django.setup()."""
-    var_dir = Path(tempfile.mkdtemp(prefix="convos-bench-railway-"))
-    os.environ["VAR_DIR"] = str(var_dir)
-    os.environ["ENV_FILE"] = "/dev/null"
-    os.environ["INFRA_PROVIDER"] = "railway"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
     # In-process cache and rate limiter, fresh SQLite files: the numbers depend on nothing outside.
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL", "DATABASE_URL", "POOL_DATABASE_URL",
-                 "SERVICES_DATABASE_URL", "TEMPLATES_DATABASE_URL"):
-        os.environ.pop(name, None)
+    var_dir = isolated_environment(var_prefix="convos-bench-railway-", provider="railway")
+    use_embedded_sqlite()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.services_app.fake_railway
     return var_dir
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.databases import flush_all, use_postgres
+from bench.databases import flush_all, isolated_environment, use_postgres
 
 # Railway's API budget (bench/railway_budget.py): the fake provider's calls are counted against it.
 BUDGET_PER_HOUR = 10_000
@@ -541,15 +540,9 @@ def _check(faults: Faults, load: Load, *, soak_s: float, seed: int, final: list[
 
 # --- `python -m bench.soak` ----------------------------------------------------------------------------
 def _prepare_environment() -> Path:
-    var_dir = Path(tempfile.mkdtemp(prefix="convos-soak-"))
-    os.environ["VAR_DIR"] = str(var_dir)
-    os.environ["ENV_FILE"] = "/dev/null"
-    os.environ["INFRA_PROVIDER"] = "fake"
-    os.environ["LOG_LEVEL"] = os.environ.get("SOAK_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
+    var_dir = isolated_environment(var_prefix="convos-soak-", provider="fake", log_level=os.environ.get("SOAK_LOG_LEVEL", "ERROR"),
+                                   unset=("FAKE_FLEET_URL",))
     os.environ["DB_CONN_MAX_AGE"] = "0"
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL", "FAKE_FLEET_URL"):
-        os.environ.pop(name, None)
     use_postgres("convos_soak")
     return var_dir
 

@@ -24,12 +24,11 @@ import platform
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.databases import ALIASES, flush_all, use_embedded_sqlite, use_postgres
+from bench.databases import ALIASES, flush_all, isolated_environment, use_embedded_sqlite, use_postgres
 
 # Sizes to run, e.g. BENCH_TICK_SIZES=100,1000 (default 100,1000,5000).
 SIZES = tuple(int(n) for n in os.environ.get("BENCH_TICK_SIZES", "100,1000,5000").split(",") if n.strip())
@@ -39,14 +38,7 @@ LATENCIES_MS = (0, 50)
 
 def _prepare_environment() -> Path:
     """Everything Django reads at start-up; must run before django.setup()."""
-    var_dir = Path(tempfile.mkdtemp(prefix="convos-bench-tick-"))
-    os.environ["VAR_DIR"] = str(var_dir)
-    os.environ["ENV_FILE"] = "/dev/null"
-    os.environ["INFRA_PROVIDER"] = "fake"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convos.settings")
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "SERVICES_URL"):  # in-process services, no broker
-        os.environ.pop(name, None)
+    var_dir = isolated_environment(var_prefix="convos-bench-tick-", provider="fake")
     if os.environ.get("BENCH_DATABASE") == "postgres":
         use_postgres("convos_bench")
     else:
