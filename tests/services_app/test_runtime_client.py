@@ -22,3 +22,16 @@ def test_it_a_health_check_answered_with_a_redirect_is_not_healthy():
     elsewhere = responses.add(responses.GET, "http://elsewhere.test/pool/health", json={"ready": True})
     assert runtime_client.health(INSTANCE, timeout=5) is False
     assert elsewhere.call_count == 0
+
+
+@responses.activate
+def test_it_never_carries_one_instance_s_cookie_to_another():
+    """Calls reuse one session per thread (keep-alive); its jar must keep nothing an instance sets."""
+    # Local instances share a host and differ by port, which cookies ignore.
+    first, other = "http://127.0.0.1:8001", "http://127.0.0.1:8002"
+    responses.add(responses.GET, f"{first}/convos/status", json={"ok": True}, headers={"Set-Cookie": "session=from-a; Path=/"})
+    second = responses.add(responses.GET, f"{other}/convos/status", json={"ok": True})
+    runtime_client.convos_status(first, token="gateway-token", timeout=5)
+    runtime_client.convos_status(other, token="gateway-token", timeout=5)
+    assert "Cookie" not in second.calls[0].request.headers
+    assert len(runtime_client._session().cookies) == 0
