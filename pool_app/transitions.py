@@ -31,9 +31,10 @@ def record_events(*, instance_ids: list[str], from_status: str, to_status: str, 
 
 
 def with_events_sql(update_sql: str, params: list[Any], *, from_status: str, to_status: str, reason: str, actor: str,
-                    select: str = "id") -> tuple[str, list[Any]]:
+                    select: str = "id", select_params: list[Any] | tuple = ()) -> tuple[str, list[Any]]:
     """PostgreSQL: an UPDATE of instances (without RETURNING) and the event of exactly each row it
-    moved, as ONE statement (a data-modifying CTE), selecting `select` from the moved rows.
+    moved, as ONE statement (a data-modifying CTE), selecting `select` (with `select_params`) from
+    the moved rows.
 
     One statement is atomic on its own: no BEGIN/COMMIT round trips, and no window in which a
     move is visible without its event. A row the UPDATE's condition skips gets no event."""
@@ -41,7 +42,35 @@ def with_events_sql(update_sql: str, params: list[Any], *, from_status: str, to_
            f"events AS (INSERT INTO {InstanceEvent._meta.db_table} (instance_id, from_status, to_status, reason, actor, created_at) "
            f"SELECT id, %s, %s, %s, %s, %s FROM moved) "
            f"SELECT {select} FROM moved")
-    return sql, [*params, from_status, to_status, redact(reason)[:2000], actor, timezone.now()]
+    return sql, [*params, from_status, to_status, redact(reason)[:2000], actor, timezone.now(), *select_params]
+
+
+def _plain_update_sql(instance_id: str, from_status: str, values: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    """`UPDATE instances SET ... WHERE id = %s AND status = %s` for plain values, written here
+    rather than compiled by Django's UpdateQuery: compiling was half of the claim's final write
+    (~0.3 ms of CPU per claim, and the tick moves instances one by one too). Each value goes
+    through its field's own conversion (`get_db_prep_save`, as Django's compiler does), so a date
+    or a JSON value is stored exactly as by `.update()`. None when a value is an expression or a
+    field needs its own placeholder: then Django compiles the update."""
+    connection = connections[DB]
+    quote = connection.ops.quote_name
+    sets, params = [], []
+    for name, value in values.items():
+        field = Instance._meta.get_field(name)
+        if hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save") or hasattr(field, "get_placeholder"):
+            return None
+        value = field.get_db_prep_save(value, connection=connection)
+        if hasattr(value, "as_sql"):
+            return None
+        if value is None:
+            sets.append(f"{quote(field.column)} = NULL")
+        else:
+            sets.append(f"{quote(field.column)} = %s")
+            params.append(value)
+    status_column = Instance._meta.get_field("status").column
+    sql = (f"UPDATE {quote(Instance._meta.db_table)} SET {', '.join(sets)} "
+           f"WHERE {quote(Instance._meta.pk.column)} = %s AND {quote(status_column)} = %s")
+    return sql, [*params, instance_id, from_status]
 
 
 def transition(instance_id: str, *, from_status: str, to_status: str, actor: str, reason: str,
@@ -58,18 +87,24 @@ def transition(instance_id: str, *, from_status: str, to_status: str, actor: str
     moves = to_status != from_status
     if moves:
         values["status_changed_at"] = now
-    conditional = Instance.objects.using(DB).filter(pk=instance_id, status=from_status, **(expect or {}))
+    def conditional():
+        return Instance.objects.using(DB).filter(pk=instance_id, status=from_status, **(expect or {}))
+
     if moves and connections[DB].vendor == "postgresql":
-        query = conditional.query.chain(UpdateQuery)
-        query.add_update_values(values)
-        update_sql, params = query.get_compiler(DB).as_sql()
+        plain = None if expect else _plain_update_sql(instance_id, from_status, values)
+        if plain is None:
+            query = conditional().query.chain(UpdateQuery)
+            query.add_update_values(values)
+            update_sql, params = query.get_compiler(DB).as_sql()
+        else:
+            update_sql, params = plain
         sql, params = with_events_sql(update_sql, list(params), from_status=from_status, to_status=to_status, reason=reason, actor=actor)
         with connections[DB].cursor() as cursor:
             cursor.execute(sql, params)
             changed = len(cursor.fetchall())
     else:
         with transaction.atomic(using=DB):
-            changed = conditional.update(**values)
+            changed = conditional().update(**values)
             if changed and moves:
                 record_event(instance_id=instance_id, from_status=from_status, to_status=to_status, reason=reason, actor=actor)
     if changed and moves:
