@@ -254,6 +254,8 @@ POOL_STARTING_RECHECK_MS = env.int("POOL_STARTING_RECHECK_MS", default=5_000)
 # After a claim that leaves the pool short of POOL_MIN_IDLE, a tick is queued at once (refill in
 # seconds, not at the next tick); the single-flight lock keeps it from overlapping another.
 POOL_REFILL_AFTER_CLAIM = env.bool("POOL_REFILL_AFTER_CLAIM", default=True)
+# ...at most once per this interval per web process: a burst of claims queues a few ticks, not one each.
+POOL_REFILL_MIN_INTERVAL_MS = env.int("POOL_REFILL_MIN_INTERVAL_MS", default=2_000)
 PROTECTED_INSTANCES = env.list("PROTECTED_INSTANCES", default=[])
 # Outage guard: when more than this share of the instances that were healthy turn unreachable in
 # one tick (and at least POOL_OUTAGE_MIN_INSTANCES of them), the tick changes and destroys nothing.

@@ -46,6 +46,13 @@ def pool_settings_get() -> PoolSettings:
     return row or PoolSettings(pk=1)
 
 
+def min_idle_sql() -> tuple[str, list[int]]:
+    """The effective POOL_MIN_IDLE as a SQL expression, for a statement that needs it without a
+    query of its own (the claim's reservation): the same rule as `pool_config`, the operator's
+    override when set, else the setting."""
+    return f"COALESCE((SELECT min_idle FROM {PoolSettings._meta.db_table} WHERE id = 1), %s)", [settings.POOL_MIN_IDLE]
+
+
 def pool_config() -> PoolConfig:
     row = pool_settings_get()
 

@@ -71,8 +71,11 @@ def no_orphan_sweep(settings) -> None:
 def refill_ticks(monkeypatch) -> list[str]:
     """A claim that leaves the pool short enqueues a tick (`pool_app.services.claim._enqueue_tick`):
     here it is recorded instead, so no test sends ticks to the real broker. A test may read the list."""
+    from pool_app.services import claim
+
     sent: list[str] = []
-    monkeypatch.setattr("pool_app.services.claim._enqueue_tick", lambda: sent.append("pool_tick"))
+    monkeypatch.setattr(claim, "_enqueue_tick", lambda: sent.append("pool_tick"))
+    claim._refill_asked.reset()  # each test starts with no refill asked for recently
     return sent
 
 

@@ -5,6 +5,7 @@ API, admin and CLI all call `instance_claim`; nothing else moves an instance out
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from convos.auth import OPERATOR
 from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
 from pool_app.invite_urls import InvalidInvite, normalize_join_url
 from pool_app import metrics as claim_metrics
-from pool_app.config import pool_config
+from pool_app.config import min_idle_sql, pool_config
 from pool_app.models import HOLDS_JOIN_URL_STATUSES, Instance, InstanceStatus, RuntimeKind
 from pool_app.services.idempotency import claim_once
 from pool_app.services.recovery import claim_recover, late_claim_recover
@@ -167,9 +168,17 @@ class ClaimResult:
                    replayed=replayed)
 
 
+@dataclass(frozen=True)
+class _Reservation:
+    instance_id: str
+    # PostgreSQL: whether taking this instance leaves fewer than POOL_MIN_IDLE claimable, answered
+    # by the reserving statement itself; None (SQLite): ask after the claim.
+    leaves_pool_short: bool | None = None
+
+
 def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[str] = frozenset(),
-                           runtime: str | None = None) -> Instance | None:
-    """Move the oldest claimable idle instance to `claiming` and return it (None: nothing idle).
+                           runtime: str | None = None) -> _Reservation | None:
+    """Move the oldest claimable idle instance to `claiming` (None: nothing idle).
 
     On PostgreSQL, one `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) AND
     status = 'idle' RETURNING *` picks and reserves the row: concurrent claims pick different rows
@@ -213,7 +222,7 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
             except IntegrityError:
                 raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use") from None
             if reserved:
-                return candidate
+                return _Reservation(candidate.pk)
     return None
 
 
@@ -239,11 +248,31 @@ def _pick_sql(*, skip: frozenset[str], runtime: str | None) -> tuple[str, tuple]
     return cached
 
 
-def _reserve_in_one_statement(*, skip: frozenset[str], runtime: str | None, actor: str, join_url: str | None) -> Instance | None:
+_CLAIMABLE_CACHE: dict[frozenset[str], tuple[str, tuple]] = {}
+
+
+def _leaves_short_sql() -> tuple[str, list[Any]]:
+    """A boolean SQL expression: fewer than the effective POOL_MIN_IDLE claimable rows are left once
+    the row being reserved is gone. Evaluated in the reserving statement's snapshot, where that
+    row is still idle: counting stops at min_idle + 1 rows, so thousands idle cost nothing."""
+    key = frozenset(settings.PROTECTED_INSTANCES)
+    cached = _CLAIMABLE_CACHE.get(key)
+    if cached is None:  # compiled once per process, as the pick (`_pick_sql`)
+        sql, params = Instance.objects.using(DB).claimable().values("pk").query.get_compiler(using=DB).as_sql()
+        cached = _CLAIMABLE_CACHE[key] = (sql, tuple(params))
+    claimable_sql, claimable_params = cached
+    min_idle, min_idle_params = min_idle_sql()
+    return (f"(SELECT COUNT(*) FROM ({claimable_sql} LIMIT {min_idle} + 1) AS claimable) <= {min_idle}",
+            [*claimable_params, *min_idle_params, *min_idle_params])
+
+
+def _reserve_in_one_statement(*, skip: frozenset[str], runtime: str | None, actor: str, join_url: str | None) -> _Reservation | None:
     """PostgreSQL: pick (FOR UPDATE SKIP LOCKED) and reserve the oldest claimable row and record
     the same event as `transition`, in ONE statement: `WITH moved AS (UPDATE ... WHERE id = (SELECT
-    ...) AND status = 'idle' RETURNING *), events AS (INSERT ...) SELECT * FROM moved`.
-    None: no row was free (nothing idle, or every idle row locked by another claim just now)."""
+    ...) AND status = 'idle' RETURNING *), events AS (INSERT ...) SELECT id, <leaves the pool
+    short> FROM moved`. The claim needs nothing else of the row, and the refill after the claim no
+    statement of its own. None: no row was free (nothing idle, or every idle row locked by
+    another claim just now)."""
     pick_sql, pick_params = _pick_sql(skip=skip, runtime=runtime)
     now = timezone.now()
     update_sql = (f"UPDATE {Instance._meta.db_table} SET status = %s, updated_at = %s, status_changed_at = %s, "
@@ -251,16 +280,19 @@ def _reserve_in_one_statement(*, skip: frozenset[str], runtime: str | None, acto
                   f"WHERE id = ({pick_sql}) AND status = %s")
     params = [InstanceStatus.CLAIMING, now, now, now, join_url or "", True,  # from now on it may hold something of this claim
               *pick_params, InstanceStatus.IDLE]
+    short_sql, short_params = _leaves_short_sql()
     sql, params = with_events_sql(update_sql, params, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING,
-                                  reason="claim started", actor=actor, select="*")
+                                  reason="claim started", actor=actor, select=f"id, {short_sql}", select_params=short_params)
     try:
-        rows = list(Instance.objects.db_manager(DB).raw(sql, params))
+        with connections[DB].cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
     except IntegrityError:
         raise Conflict("This joinUrl is already being claimed or claimed", code="join_url_in_use") from None
-    if not rows:
+    if row is None:
         return None
-    log_transition(rows[0].pk, from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING, actor=actor, reason="claim started")
-    return rows[0]
+    log_transition(row[0], from_status=InstanceStatus.IDLE, to_status=InstanceStatus.CLAIMING, actor=actor, reason="claim started")
+    return _Reservation(row[0], leaves_pool_short=row[1])
 
 
 def _within(deadline: float, step: str) -> None:
@@ -319,41 +351,42 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
     while True:
         if tried and time.monotonic() > deadline:
             raise UpstreamFailed("The claim ran past its deadline; retry", code="claim_deadline")
-        instance = _reserve_idle_instance(actor=actor, join_url=join_url, skip=frozenset(tried), runtime=spec.runtime)
-        if instance is None:
+        reservation = _reserve_idle_instance(actor=actor, join_url=join_url, skip=frozenset(tried), runtime=spec.runtime)
+        if reservation is None:
             of_kind = f" of runtime {spec.runtime}" if spec.runtime else ""
             raise Unavailable(f"No idle instance{of_kind} is available right now; the pool is refilling, retry shortly",
                               code="no_idle_instance")
+        instance_id = reservation.instance_id
         started = time.perf_counter()
         provisioned: list[tuple[str, str]] = []
         try:
             with claim_metrics.provisioning():
-                answer = _provision(instance.pk, spec, provisioned, deadline=deadline)
+                answer = _provision(instance_id, spec, provisioned, deadline=deadline)
             provision_ms = (time.perf_counter() - started) * 1000
             break
         except Exception as exc:  # whatever failed, the instance is recovered before the error goes on
             message = exc.message if isinstance(exc, services.ServicesError) else f"{exc.__class__.__name__}: {exc}"
             bound = isinstance(exc, services.ServicesError) and exc.code == "already_bound"
-            _take_back(instance.pk, provisioned)
+            _take_back(instance_id, provisioned)
             # The instance itself answered the provision with an error (not services, not the deadline).
             failed_itself = isinstance(exc, services.ServicesError) and exc.code == "runtime_failed"
-            if claim_recover(instance.pk, reason=f"provision failed: {message}", actor=actor, already_bound=bound,
+            if claim_recover(instance_id, reason=f"provision failed: {message}", actor=actor, already_bound=bound,
                              instance_failed=failed_itself) is None:
                 # The tick recovered this claim meanwhile: what the claim did after that reset
                 # (a binding) may sit on an instance listed as idle.
-                late_claim_recover(instance.pk, actor=actor, reason="a failed claim finished after it was recovered")
-            tried.add(instance.pk)
+                late_claim_recover(instance_id, actor=actor, reason="a failed claim finished after it was recovered")
+            tried.add(instance_id)
             if not isinstance(exc, services.ServicesError):
                 raise
             # An instance that says it is already bound was not really idle: try another one.
             if not bound or len(tried) >= _BOUND_RETRIES:
-                raise UpstreamFailed(f"Provisioning instance {instance.pk} failed: {message}", code="provision_failed") from exc
+                raise UpstreamFailed(f"Provisioning instance {instance_id} failed: {message}", code="provision_failed") from exc
 
     pending = answer.get("status") == "pending_acceptance"
     to_status = InstanceStatus.PENDING_ACCEPTANCE if pending else InstanceStatus.CLAIMED
     now = timezone.now()
     claimed = transition(
-        instance.pk, from_status=InstanceStatus.CLAIMING, to_status=to_status, actor=actor,
+        instance_id, from_status=InstanceStatus.CLAIMING, to_status=to_status, actor=actor,
         reason=f"claimed as {spec.agent_name!r}" + (f" from template {spec.template_id}" if spec.template_id else "")
         + (" (join pending acceptance)" if pending else ""),
         agent_name=spec.agent_name, instructions=spec.instructions, model=spec.model or "",
@@ -366,13 +399,13 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
         # Only the tick's recovery of a claim older than CLAIM_TIMEOUT_MS moves a `claiming`
         # instance: handing it out now would be a lie. What this claim did after that recovery's
         # reset (a binding, tools) is taken back, and the instance reset once more.
-        logger.error("claim of %s finished after it was recovered; not handing it out", instance.pk)
-        _take_back(instance.pk, provisioned)
-        late_claim_recover(instance.pk, actor=actor, reason="a claim finished after it was recovered")
-        raise UpstreamFailed(f"Claim of instance {instance.pk} timed out", code="claim_timed_out")
-    _refill_if_short()
+        logger.error("claim of %s finished after it was recovered; not handing it out", instance_id)
+        _take_back(instance_id, provisioned)
+        late_claim_recover(instance_id, actor=actor, reason="a claim finished after it was recovered")
+        raise UpstreamFailed(f"Claim of instance {instance_id} timed out", code="claim_timed_out")
+    _refill_if_short(reservation.leaves_pool_short)
     return ClaimResult(
-        instance_id=instance.pk,
+        instance_id=instance_id,
         agent_name=spec.agent_name,
         invite_url=answer.get("inviteUrl"),
         conversation_id=answer.get("conversationId"),
@@ -382,15 +415,50 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
     )
 
 
-def _refill_if_short() -> bool:
+class _AtMostEvery:
+    """True at most once per `interval_s` in this process, whichever thread asks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+
+    def __call__(self, interval_s: float) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < interval_s:
+                return False
+            self._last = now
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._last = float("-inf")
+
+
+_refill_asked = _AtMostEvery()
+
+
+def _refill_if_short(leaves_pool_short: bool | None = None) -> bool:
     """After a successful claim: when fewer than POOL_MIN_IDLE claimable instances are left, ask for
     a tick now (once the claim is committed) instead of waiting up to a whole tick interval. The
     tick's single-flight lock keeps an extra one from overlapping a tick already running. True: one
-    was asked for. POOL_REFILL_AFTER_CLAIM=False turns this off."""
+    was asked for. POOL_REFILL_AFTER_CLAIM=False turns this off. `leaves_pool_short`: the answer
+    of the reserving statement (PostgreSQL); None: count now.
+
+    A burst of claims that drains the pool asks at most once per POOL_REFILL_MIN_INTERVAL_MS per
+    process: one queued tick per claim would leave the worker running full ticks back to back
+    (every one health-checking the fleet) until the queue's ticks expire, long after the burst."""
     if not settings.POOL_REFILL_AFTER_CLAIM:
         return False
-    # The effective target: an operator's override in admin wins over the setting, as in the tick.
-    if Instance.objects.using(DB).claimable().count() >= pool_config().min_idle:
+    if leaves_pool_short is None:
+        # The effective target: an operator's override in admin wins over the setting, as in the tick.
+        min_idle = pool_config().min_idle
+        # Counting stops at the target: with thousands idle, counting them all would cost the
+        # claim more than the rest of its statements, only to compare the count with a small number.
+        leaves_pool_short = Instance.objects.using(DB).claimable()[:min_idle].count() < min_idle
+    if not leaves_pool_short:
+        return False
+    if not _refill_asked(settings.POOL_REFILL_MIN_INTERVAL_MS / 1000):
         return False
     transaction.on_commit(_enqueue_tick, using=DB)
     return True

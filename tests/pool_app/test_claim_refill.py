@@ -100,3 +100,52 @@ def test_it_reads_the_idle_target_an_operator_set_in_admin(fake, broker, django_
     response = _claim(django_capture_on_commit_callbacks)
     assert response.status_code == 200, response.content
     assert len(broker) == 1
+
+
+def test_it_a_burst_of_claims_that_drains_the_pool_asks_for_one_tick_per_interval(fake, broker, settings,
+                                                                                  django_capture_on_commit_callbacks):
+    settings.POOL_MIN_IDLE = 10
+    settings.POOL_REFILL_MIN_INTERVAL_MS = 60_000
+    _idle(fake, 4)
+    for _ in range(4):
+        assert _claim(django_capture_on_commit_callbacks).status_code == 200
+    assert len(broker) == 1  # not one tick per claim: the worker would run them back to back
+
+
+def test_it_asks_again_once_the_interval_has_passed(fake, broker, settings, django_capture_on_commit_callbacks):
+    settings.POOL_MIN_IDLE = 10
+    settings.POOL_REFILL_MIN_INTERVAL_MS = 0
+    _idle(fake, 3)
+    for _ in range(3):
+        assert _claim(django_capture_on_commit_callbacks).status_code == 200
+    assert len(broker) == 3
+
+
+def test_it_counts_idle_instances_only_up_to_the_target(fake, broker, settings, django_capture_on_commit_callbacks):
+    """With thousands idle the check must not count them all: counting stops at POOL_MIN_IDLE (+1
+    on PostgreSQL, where the reserving statement counts in a snapshot that still holds its row)."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    _idle(fake, 5)
+    with CaptureQueriesContext(connections["pool"]) as queries:
+        assert _claim(django_capture_on_commit_callbacks).status_code == 200
+    statements = [q["sql"] for q in queries.captured_queries]
+    counting = [sql for sql in statements if "COUNT(" in sql.upper()]
+    assert len(counting) == 1, statements
+    if connections["pool"].vendor == "postgresql":
+        # No statement of its own: the reservation answers, with the admin override read inline.
+        assert counting[0].startswith("WITH moved AS (UPDATE") and "LIMIT COALESCE((SELECT min_idle FROM pool_settings" in counting[0]
+        assert not [sql for sql in statements if sql.startswith('SELECT "pool_settings"')]
+    else:
+        assert "LIMIT 2" in counting[0]
+    assert broker == []  # four left, POOL_MIN_IDLE=2
+
+
+def test_it_does_not_count_protected_or_dirty_idle_instances(fake, broker, settings, django_capture_on_commit_callbacks):
+    _idle(fake, 4)
+    protected, dirty = Instance.objects.order_by("-created_at")[:2]
+    Instance.objects.filter(pk=protected.pk).update(protected=True)
+    Instance.objects.filter(pk=dirty.pk).update(needs_reset=True)
+    assert _claim(django_capture_on_commit_callbacks).status_code == 200
+    assert len(broker) == 1  # one claimable left of four idle, below POOL_MIN_IDLE=2
