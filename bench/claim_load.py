@@ -11,8 +11,10 @@ Starts, each as a process of its own (the shape of a deployment, on one machine)
   (BENCH_CREATE_CONCURRENCY, default 8). The pool is filled before each timed run and the loop is
   paused (SIGSTOP) while claims are timed: each tick health-checks the whole fleet, and on a
   2-CPU machine that takes the CPU the claims are measured on (in production the tick runs in a
-  worker of its own). No Celery broker exists: POOL_REFILL_AFTER_CLAIM=false, so a claim never
-  enqueues a refill (the loop is the refill).
+  worker of its own).
+The web processes claim as in production, the refill check included (POOL_REFILL_AFTER_CLAIM),
+with their own POOL_MIN_IDLE (BENCH_WEB_MIN_IDLE, default 50): the prefilled pool never falls
+below it, so no claim enqueues a tick (none would run: the loop is the refill).
 
 Then `POST /api/pool/claim` with an API client's key: first BENCH_SEQUENTIAL_CLAIMS (default 300)
 from one client, then BENCH_CLAIMS (default 10,000) from BENCH_CLIENTS (default 50) threads, each
@@ -45,6 +47,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import cpu
 from bench.databases import flush_all, use_postgres
 from services_app.providers import fake_fleet_process as fleet_process
 
@@ -59,6 +62,7 @@ CREATE_CONCURRENCY = int(os.environ.get("BENCH_CREATE_CONCURRENCY", "8"))
 # Pause of the top-up loop after a tick that found nothing to do.
 TICK_PAUSE_S = float(os.environ.get("BENCH_TICK_PAUSE_MS", "1000")) / 1000
 EMPTY_BACKOFF_S = float(os.environ.get("BENCH_EMPTY_BACKOFF_MS", "20")) / 1000
+WEB_MIN_IDLE = os.environ.get("BENCH_WEB_MIN_IDLE", "50")
 FILL_TIMEOUT_S = 600
 SERVER_TIMING_POOL = re.compile(r"(?:^|,)\s*pool;dur=([0-9.]+)")
 CLAIM_BODY = {"agentName": "Bench", "instructions": "Be quick."}
@@ -78,7 +82,6 @@ def _prepare_environment(var_dir: Path) -> None:
     os.environ.update({
         "VAR_DIR": str(var_dir), "ENV_FILE": "/dev/null", "CONVOS_ENV": "development", "DJANGO_SETTINGS_MODULE": "convos.settings",
         "INFRA_PROVIDER": "fake", "LOG_LEVEL": "WARNING", "FAKE_HEALTH_LATENCY_MS": "0",
-        "POOL_REFILL_AFTER_CLAIM": "false",  # no broker here: the top-up loop refills
         "POOL_MIN_IDLE": str(MIN_IDLE), "POOL_MAX_TOTAL": "1000000", "POOL_CREATE_CONCURRENCY": str(CREATE_CONCURRENCY),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # gunicorn of this venv
     })
@@ -153,7 +156,8 @@ def _procfile_web() -> str:
 def _start_web(processes: Processes) -> str:
     port = _free_port()
     # The Procfile's line itself, run by a shell as a platform would (its ${VAR:-default}s included).
-    processes.start("web", ["bash", "-c", f"exec {_procfile_web()}"], env={**os.environ, "PORT": str(port)})
+    processes.start("web", ["bash", "-c", f"exec {_procfile_web()}"],
+                    env={**os.environ, "PORT": str(port), "POOL_REFILL_AFTER_CLAIM": "true", "POOL_MIN_IDLE": WEB_MIN_IDLE})
     url = f"http://127.0.0.1:{port}"
     import requests
 
@@ -312,18 +316,23 @@ def main() -> None:
         print(f"  filled to {MIN_IDLE} idle in {fill_s:.1f} s (top-up loop: tick command, POOL_CREATE_CONCURRENCY={CREATE_CONCURRENCY})")
 
         top_up = next(p for name, p in processes.started if name == "top_up")
+        roots = {"clients": os.getpid(), **{name: p.pid for name, p in processes.started}}
         rows = []
         os.killpg(top_up.pid, signal.SIGSTOP)
+        before = cpu.snapshot()
         samples, wall = _run(web_url, key, claims=SEQUENTIAL, clients=1)
+        spent = cpu.by_role(before, cpu.snapshot(), roots)
         os.killpg(top_up.pid, signal.SIGCONT)
-        rows.append(_row(f"sequential x{SEQUENTIAL}", samples, wall))
+        rows.append(_row(f"sequential x{SEQUENTIAL}", samples, wall) | {"cpu": spent, "wall": wall})
         all_ids = [s.instance_id for s in samples if s.instance_id]
         refill_s = _fill(processes, MIN_IDLE)
         print(f"  refilled to {MIN_IDLE} idle in {refill_s:.1f} s")
         os.killpg(top_up.pid, signal.SIGSTOP)
+        before = cpu.snapshot()
         samples, wall = _run(web_url, key, claims=CLAIMS, clients=CLIENTS)
+        spent = cpu.by_role(before, cpu.snapshot(), roots)
         os.killpg(top_up.pid, signal.SIGCONT)
-        rows.append(_row(f"{CLIENTS} clients x{CLAIMS}", samples, wall))
+        rows.append(_row(f"{CLIENTS} clients x{CLAIMS}", samples, wall) | {"cpu": spent, "wall": wall})
         all_ids += [s.instance_id for s in samples if s.instance_id]
         processes.check()
         connections.close_all()
@@ -333,6 +342,12 @@ def main() -> None:
         for r in rows:
             print(f"  {r['label']:<18} {r['requests']:>8} {r['ok']:>6} {r['claims_s']:>8.1f} {r['total_p50']:>9.1f} {r['total_p99']:>9.1f} "
                   f"{r['pool_p50']:>8.1f} {r['pool_p99']:>8.1f} {r['twice']:>5} {r['e5xx']:>4} {r['e503']:>5} {r['other']:>5}")
+        print(f"  CPU ms per claim by process: {'run':<18} {'clients':>7} {'web':>6} {'fleet':>6} {'postgres':>8} {'other':>6}  machine busy")
+        for r in rows:
+            per = {role: seconds * 1000 / max(r["ok"], 1) for role, seconds in r["cpu"].items()}
+            busy = sum(r["cpu"].values()) / (r["wall"] * (os.cpu_count() or 1))
+            print(f"  {'':<28} {r['label']:<18} {per['clients']:>7.2f} {per['web']:>6.2f} {per['fleet']:>6.2f} "
+                  f"{per['postgres']:>8.2f} {per['other']:>6.2f}  {busy:>5.0%} of {os.cpu_count()} CPUs")
         twice_overall = sum(1 for n in Counter(all_ids).values() if n > 1)
         print("  statuses: " + "; ".join(f"{r['label']}: {r['statuses']}" for r in rows))
         print(f"  instanceIds handed out twice over both runs: {twice_overall} (must be 0)")
