@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import cpu
-from bench.databases import flush_all, use_postgres
+from bench.databases import flush_all, use_postgres, vacuum_analyze
 from services_app.providers import fake_fleet_process as fleet_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -211,7 +211,9 @@ def _fill(processes: Processes, target: int) -> float:
         if time.monotonic() - started > FILL_TIMEOUT_S:
             raise RuntimeError(f"the pool did not reach {target} idle in {FILL_TIMEOUT_S} s (at {_idle()})")
         time.sleep(0.5)
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    vacuum_analyze()
+    return elapsed
 
 
 # --- the load ----------------------------------------------------------------------------------
