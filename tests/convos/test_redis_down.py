@@ -102,6 +102,7 @@ def redis_down(dead_redis_url, settings, monkeypatch) -> str:
 @pytest.fixture
 def fake(monkeypatch, settings, pool_work_inline) -> FakeServices:
     settings.POOL_MIN_IDLE = 5  # every claim leaves the pool short: each one enqueues a refill tick
+    settings.POOL_REFILL_MIN_INTERVAL_MS = 0  # ...every one, not one per interval
     return FakeServices().install(monkeypatch)
 
 
