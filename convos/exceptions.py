@@ -16,6 +16,7 @@ import logging
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
@@ -55,7 +56,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         retry_after = getattr(exc, "retry_after_s", None)
         return Response(body, status=exc.status_code, headers={"Retry-After": str(retry_after)} if retry_after else None)
     if isinstance(exc, RequestDataTooBig):
-        return Response({"error": "Request body is too large"}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        return Response({"error": f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes", "code": "too_large"},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if _database_down(exc):
         # The driver's message names hosts and users: it goes to the log (redacted), not the client.
         logger.warning("database unavailable in %s: %s: %s", context.get("view").__class__.__name__, exc.__class__.__name__, exc)

@@ -71,8 +71,8 @@ def test_it_answers_415_to_a_form_body(api):
 def test_it_answers_413_to_a_body_over_the_upload_limit(api, settings, idle_instance):
     body = json.dumps({"agentName": "a", "instructions": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10)})
     response = api.generic("POST", CLAIM, body, content_type="application/json")
-    assert response.status_code in (400, 413)
-    assert response.status_code != 500
+    assert response.status_code == 413
+    assert response.json() == {"error": f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes", "code": "too_large"}
     idle_instance.refresh_from_db()
     assert idle_instance.status == InstanceStatus.IDLE
 
