@@ -2,7 +2,9 @@
 
 Each line holds `time` (UTC, ISO 8601 with milliseconds), `level`, `logger`, `message`, and when
 known `request_id` (the web request being served: convos/request_id.py) and `instance_id` (code that
-logs `extra={"instance_id": ...}`, or runs inside `instance_context(...)`); `exc` holds a traceback.
+logs `extra={"instance_id": ...}`, or runs inside `instance_context(...)` or a function decorated
+`@logs_for_instance`: the claim, creation, destroy, reset and recovery, every transition);
+`exc` holds a traceback.
 
 Redaction happens before this formatter sees a record (the LogRecord factory and the handler's
 filter, convos/log_redaction.py); the message and traceback are redacted once more here, so a
@@ -10,14 +12,18 @@ record that bypassed both still prints no secret.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from convos.redaction import redact
+
+T = TypeVar("T")
 
 # The id of the web request being served (set by RequestIdMiddleware), and of the instance being
 # worked on (set by `instance_context`): every log line made meanwhile carries them.
@@ -33,6 +39,22 @@ def instance_context(instance_id: str) -> Iterator[None]:
         yield
     finally:
         instance_id_var.reset(token)
+
+
+def logs_for_instance(func: Callable[..., T]) -> Callable[..., T]:
+    """Decorator for an action on one instance: the log lines it makes (and everything it calls:
+    services, the instance's client, transitions) carry its `instance_id` argument, keyword or
+    first positional."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        instance_id = kwargs.get("instance_id", args[0] if args else None)
+        if not instance_id:
+            return func(*args, **kwargs)
+        with instance_context(instance_id):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 class JsonFormatter(logging.Formatter):

@@ -156,4 +156,5 @@ def transition_many(instance_ids: list[str], *, from_status: str, to_status: str
 
 
 def log_transition(instance_id: str, *, from_status: str, to_status: str, actor: str, reason: str) -> None:
-    logger.info("instance %s: %s -> %s (%s, %s)", instance_id, from_status, to_status, actor, redact(reason))
+    logger.info("instance %s: %s -> %s (%s, %s)", instance_id, from_status, to_status, actor, redact(reason),
+                extra={"instance_id": instance_id})

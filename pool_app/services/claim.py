@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from convos.auth import OPERATOR
 from convos.errors import Conflict, DomainError, Unavailable, UpstreamFailed
+from convos.log_format import logs_for_instance
 from pool_app.invite_urls import InvalidInvite, normalize_join_url
 from pool_app import metrics as claim_metrics
 from pool_app.config import min_idle_sql, pool_config
@@ -300,6 +301,7 @@ def _within(deadline: float, step: str) -> None:
         raise services.ServicesError(f"the claim ran past its deadline before {step}", code="claim_deadline")
 
 
+@logs_for_instance
 def _provision(instance_id: str, spec: ClaimSpec, provisioned: list[tuple[str, str]], *, deadline: float) -> dict[str, Any]:
     """Bind the instance first (its name, instructions and conversation): an instance that refuses
     (409, already bound to someone) has then seen nothing of this claim. Only once it accepted do
@@ -317,6 +319,7 @@ def _provision(instance_id: str, spec: ClaimSpec, provisioned: list[tuple[str, s
     return answer
 
 
+@logs_for_instance
 def _take_back(instance_id: str, provisioned: list[tuple[str, str]]) -> None:
     """Destroy the tools this claim gave (services keeps any it cannot destroy now for the tick's retry)."""
     for tool_id, resource_id in reversed(provisioned):
@@ -399,7 +402,7 @@ def _claim(spec: ClaimSpec, actor: str) -> ClaimResult:
         # Only the tick's recovery of a claim older than CLAIM_TIMEOUT_MS moves a `claiming`
         # instance: handing it out now would be a lie. What this claim did after that recovery's
         # reset (a binding, tools) is taken back, and the instance reset once more.
-        logger.error("claim of %s finished after it was recovered; not handing it out", instance_id)
+        logger.error("claim of %s finished after it was recovered; not handing it out", instance_id, extra={"instance_id": instance_id})
         _take_back(instance_id, provisioned)
         late_claim_recover(instance_id, actor=actor, reason="a claim finished after it was recovered")
         raise UpstreamFailed(f"Claim of instance {instance_id} timed out", code="claim_timed_out")

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from convos.concurrency import map_concurrently
+from convos.log_format import logs_for_instance
 from pool_app.models import Instance, InstanceStatus
 from pool_app.transitions import record_events, transition
 from services_app import facade as services
@@ -35,6 +36,7 @@ def instances_create(*, count: int, actor: str, concurrency: int) -> list[str]:
         Instance.objects.using(DB).bulk_create(rows)
         record_events(instance_ids=[r.pk for r in rows], from_status="", to_status=InstanceStatus.STARTING, reason="created", actor=actor)
 
+    @logs_for_instance
     def create(instance_id: str) -> str | None:
         try:
             created = services.create_instance(instance_id)
@@ -66,6 +68,7 @@ def _abandon_at_services(instance_id: str) -> bool:
         return False
 
 
+@logs_for_instance
 def creation_abandon(*, instance_id: str, actor: str, reason: str) -> bool:
     """Give up a creation that failed or never finished: own the row (`starting` while still
     creating -> `destroying`), remove whatever the provider holds for it, then `deleted`.
@@ -93,6 +96,7 @@ def _finish_destroy(instance_id: str, *, actor: str, reason: str) -> bool:
                       reason=reason, deleted_at=timezone.now())
 
 
+@logs_for_instance
 def instance_destroy(*, instance_id: str, actor: str, reason: str) -> bool:
     """Tear the instance down through services, then mark it deleted (the row stays as a record).
 

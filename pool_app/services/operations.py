@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from convos.concurrency import map_concurrently
 from convos.errors import Conflict, NotFound, UpstreamFailed
+from convos.log_format import logs_for_instance
 from pool_app.config import pool_config
 from pool_app.models import Instance, InstanceStatus
 from pool_app.services.fleet import instance_destroy, instances_create
@@ -78,6 +79,7 @@ def pool_drain(*, count: int, actor: str, dry_run: bool = False) -> OperationRes
     return result
 
 
+@logs_for_instance
 def instance_destroy_one(*, instance_id: str, actor: str, dry_run: bool = False) -> OperationResult:
     """Destroy one instance, claimed or not (an operator's decision); protected ones are refused."""
     instance = _get(instance_id)
@@ -112,6 +114,7 @@ def _redeploy(instance: Instance, *, actor: str) -> str | None:
     return None
 
 
+@logs_for_instance
 def instance_redeploy_one(*, instance_id: str, actor: str) -> OperationResult:
     instance = _get(instance_id)
     if instance.status == InstanceStatus.CLAIMING:
@@ -136,6 +139,7 @@ def pool_redeploy_idle(*, actor: str, dry_run: bool = False) -> OperationResult:
     return result
 
 
+@logs_for_instance
 def instance_chat(*, instance_id: str, text: str, actor: str, sender_name: str = "operator") -> list[str]:
     """Send a message to a claimed agent and return its replies (through services, which keeps the
     gateway token). Works for agents on the loopback channel; a Convos agent is talked to in Convos.
@@ -153,6 +157,7 @@ def instance_chat(*, instance_id: str, text: str, actor: str, sender_name: str =
         raise UpstreamFailed(exc.message, code=exc.code) from exc
 
 
+@logs_for_instance
 def pending_acceptance_complete(*, instance_id: str, actor: str) -> Instance:
     """The instance says the owner accepted its pending join: check what it holds now (its own
     `/convos/status`, the tick's rule) instead of waiting for the next tick."""
@@ -166,6 +171,7 @@ def pending_acceptance_complete(*, instance_id: str, actor: str) -> Instance:
     return _get(instance_id)
 
 
+@logs_for_instance
 def pending_acceptance_fail(*, instance_id: str, reason: str, actor: str) -> Instance:
     """The instance says its pending join failed: it holds no conversation of its claim, so it is
     `tainted` (an operator, or the claim's owner, decides what happens next)."""
@@ -183,6 +189,7 @@ def _pending(instance_id: str) -> Instance:
     return instance
 
 
+@logs_for_instance
 def instance_recheck(*, instance_id: str, actor: str) -> Instance:
     """Ask services about one instance now and apply the answer, as the tick would."""
 

@@ -15,6 +15,8 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
+from convos.log_format import logs_for_instance
+
 from pool_app.models import Instance, InstanceStatus
 from pool_app.transitions import transition
 from services_app import facade as services
@@ -35,6 +37,7 @@ def reset_is_clean(instance_id: str) -> bool:
         return False
 
 
+@logs_for_instance
 def reset_and_release(instance_id: str, *, actor: str, reason: str, instance_failed: bool = False) -> str:
     """Reset an instance this process owns (`resetting`), then release it: `idle` if clean, else
     `crashed` (or `dead` after too many unclean resets). Returns the status it ended in.
@@ -70,6 +73,7 @@ def reset_and_release(instance_id: str, *, actor: str, reason: str, instance_fai
     return to_status if moved else _current(instance_id)
 
 
+@logs_for_instance
 def take_and_reset(instance_id: str, *, from_status: str, actor: str, reason: str, instance_failed: bool = False) -> str | None:
     """Own the instance (`from_status` -> `resetting`), then reset and release it. Returns the
     status it ended in, or None when another process owned it first (nothing was done)."""
@@ -79,6 +83,7 @@ def take_and_reset(instance_id: str, *, from_status: str, actor: str, reason: st
     return reset_and_release(instance_id, actor=actor, reason=reason, instance_failed=instance_failed)
 
 
+@logs_for_instance
 def retake_stale_reset(instance_id: str, *, owned_since, actor: str, reason: str) -> str | None:
     """A `resetting` row whose owner died: take it over (a conditional update on the time it was
     owned since, so two ticks never both take it), then reset and release it."""
@@ -89,6 +94,7 @@ def retake_stale_reset(instance_id: str, *, owned_since, actor: str, reason: str
     return reset_and_release(instance_id, actor=actor, reason=reason)
 
 
+@logs_for_instance
 def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: bool = False, instance_failed: bool = False) -> str | None:
     """Recover an instance whose claim failed or died (the claim's own error path and the tick's
     step for stale claims). Returns the status it ended in, or None if the claim was no longer
@@ -105,6 +111,7 @@ def claim_recover(instance_id: str, *, reason: str, actor: str, already_bound: b
     return take_and_reset(instance_id, from_status=InstanceStatus.CLAIMING, actor=actor, reason=reason, instance_failed=instance_failed)
 
 
+@logs_for_instance
 def late_claim_recover(instance_id: str, *, actor: str, reason: str, wait_s: float = 30.0) -> str | None:
     """A claim finished after the tick recovered it: whatever it did after that recovery's reset
     (a binding, credentials) may sit on an instance the pool lists as idle. Own the row again once
