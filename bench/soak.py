@@ -330,11 +330,12 @@ def _overdue(load: Load, *, slack: timedelta) -> None:
         "resetting": rows.filter(status=S.RESETTING, status_changed_at__lt=now - claim - slack).count(),
         "creating": rows.filter(status=S.STARTING, deploy_status=CREATING,
                                 created_at__lt=now - timedelta(milliseconds=settings.POOL_CREATE_TIMEOUT_MS) - slack).count(),
-        # A failed destroy is retried by every tick once it is 60 s old; under the injected failure
+        # A failed destroy is retried by every tick once it is POOL_DESTROY_RETRY_MS old; under the injected failure
         # rate a few retries in a row can fail (the 30-minute soak saw 3 of 3,793 destroys take
         # 73-74 s). Fifteen ticks' worth of retries still failing is a stuck row, not bad luck.
         "destroying": rows.filter(status=S.DESTROYING,
-                                  status_changed_at__lt=now - timedelta(seconds=60) - slack - DESTROY_RETRY_SLACK).count(),
+                                  status_changed_at__lt=now - timedelta(milliseconds=settings.POOL_DESTROY_RETRY_MS) - slack
+                                  - DESTROY_RETRY_SLACK).count(),
     }
     for status, n in found.items():
         if n:
@@ -432,8 +433,7 @@ def _settle(faults: Faults, load: Load) -> list[dict]:
         for instance in fake._instances.values():
             instance.provision_fail = False
     reports = []
-    with override_settings(CLAIM_TIMEOUT_MS=0, POOL_CREATE_TIMEOUT_MS=0, ORPHAN_SWEEP_MS=1, ORPHAN_GRACE_MS=0), \
-            mock.patch("pool_app.services.tick._DESTROY_RETRY_AFTER", timedelta(0)):
+    with override_settings(CLAIM_TIMEOUT_MS=0, POOL_CREATE_TIMEOUT_MS=0, POOL_DESTROY_RETRY_MS=0, ORPHAN_SWEEP_MS=1, ORPHAN_GRACE_MS=0):
         for n in range(12):
             reports.append(_one_tick(load, pool_tick))
             transient = Instance.objects.using("pool").filter(status__in=[S.CLAIMING, S.RESETTING, S.DESTROYING, S.STARTING]).exists()

@@ -242,6 +242,9 @@ CLAIM_REQUEST_TTL_HOURS = env.int("CLAIM_REQUEST_TTL_HOURS", default=24)
 # A row whose creation has not been recorded after this long (its worker died, or the provider's
 # answer was lost) is reconciled: whatever the provider holds for it is destroyed, the row deleted.
 POOL_CREATE_TIMEOUT_MS = env.int("POOL_CREATE_TIMEOUT_MS", default=900_000)
+# A `destroying` row older than this lost its destroy (the process died, or services failed): the
+# tick destroys it again. Shorter than a destroy takes would start a second one beside the first.
+POOL_DESTROY_RETRY_MS = env.int("POOL_DESTROY_RETRY_MS", default=60_000)
 # Each tick asks this many idle instances (least recently checked first) whether they are bound
 # to a conversation; a bound one is taken out of the pool. 0 turns the audit off.
 POOL_IDLE_AUDIT_SAMPLE = env.int("POOL_IDLE_AUDIT_SAMPLE", default=10)

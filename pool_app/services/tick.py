@@ -42,9 +42,6 @@ from pool_app.db import DB
 # The tick never moves these through observation: a claim, a reset or a destroy in progress owns
 # its instance (overdue owners have their own steps); deleted is final.
 _UNTOUCHED = OWNED_STATUSES | {InstanceStatus.DELETED}
-# A `destroying` row older than this lost its destroy (the process died, or services failed):
-# the tick destroys it again.
-_DESTROY_RETRY_AFTER = timedelta(seconds=60)
 TICK_HISTORY_DAYS = 7
 
 
@@ -322,7 +319,7 @@ def remove_dead(config: PoolConfig) -> dict[str, Any]:
                          protected=False, claimed_at=None)
                  .exclude(pk__in=config.protected_ids))
     unfinished = Instance.objects.using(DB).filter(status=InstanceStatus.DESTROYING,
-                                                   status_changed_at__lt=now - _DESTROY_RETRY_AFTER)
+                                                   status_changed_at__lt=now - timedelta(milliseconds=settings.POOL_DESTROY_RETRY_MS))
     doomed = list(unclaimed.values_list("pk", "status")) + list(unfinished.values_list("pk", "status"))
     destroyed = map_concurrently(
         lambda row: instance_destroy(instance_id=row[0], actor=Actor.TICK, reason=f"replacing {row[1]} instance"),

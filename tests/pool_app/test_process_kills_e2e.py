@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 import requests
@@ -142,7 +141,7 @@ def _recover_from_a_killed_creation(url: str, settings) -> None:
     _assert_consistent(url)
 
 
-def test_it_finishes_a_destroy_killed_after_the_provider_delete(on_fleet, settings, monkeypatch):
+def test_it_finishes_a_destroy_killed_after_the_provider_delete(on_fleet, settings):
     url = on_fleet(FAKE_DESTROY_DELAY_MS="3000")
     (doomed,) = _fill(settings, 1)
     destroyer = subprocess.Popen([sys.executable, "manage.py", "destroy_instance", doomed], cwd=ROOT,
@@ -160,7 +159,7 @@ def test_it_finishes_a_destroy_killed_after_the_provider_delete(on_fleet, settin
 
     pool_tick()  # a destroy younger than the retry delay may still be running: left alone
     assert Instance.objects.get(pk=doomed).status == S.DESTROYING
-    monkeypatch.setattr("pool_app.services.tick._DESTROY_RETRY_AFTER", timedelta(0))
+    settings.POOL_DESTROY_RETRY_MS = 0
     report = pool_tick()
     assert report["steps"]["remove_dead"] == {"destroyed": 1, "failed": 0}
     assert Instance.objects.get(pk=doomed).status == S.DELETED
