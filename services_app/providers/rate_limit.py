@@ -116,16 +116,22 @@ KEY_PREFIX = "convos:railway:"
 # an unreachable Redis costs one connect timeout per interval, not one per Railway call.
 REDIS_RETRY_AFTER_S = 30.0
 
+
+def _now_lua(argument: int) -> str:
+    """Lua setting `now` (seconds) from ARGV[argument], or from Redis's own clock when it is empty."""
+    return f"""
+local now = tonumber(ARGV[{argument}])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end"""
+
+
 # KEYS[1]: the bucket (a hash: tokens, ts). ARGV: rate, burst, now (seconds; empty: Redis TIME).
 # Returns the wait as a string (a Lua number would be truncated to an integer reply).
 _BUCKET_LUA = """
 local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+local burst = tonumber(ARGV[2])""" + _now_lua(3) + """
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
@@ -144,12 +150,7 @@ return string.format('%.17g', -tokens / rate)
 # KEYS[1]: the spacer (a hash: next:<id>, used:<id>, uses). ARGV: interval, now (empty: Redis
 # TIME), forced index (0: choose), then one id per token in order. Returns {index, wait}.
 _SPACER_LUA = """
-local interval = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+local interval = tonumber(ARGV[1])""" + _now_lua(2) + """
 local forced = tonumber(ARGV[3])
 local n = #ARGV - 3
 local best, best_at, best_used = nil, nil, nil
