@@ -82,6 +82,14 @@ def test_it_spaces_project_creates_per_token_across_two_processes(connection, pr
     assert all(token.encode() not in stored for token in tokens)  # Redis never holds a token
 
 
+def test_it_spaces_creates_on_redis_s_own_clock(connection, prefix):
+    token = secrets.token_hex(12)
+    first, second = (RedisCreateSpacer(connection, [token], 30.0, key=f"{prefix}create_spacer") for _ in range(2))
+    (_, now_wait), (_, next_wait) = first.reserve(), second.reserve()
+    assert now_wait == 0
+    assert 29 < next_wait <= 30  # the second waits a whole interval, less the instant between the calls
+
+
 def test_it_falls_back_to_the_process_limiter_when_redis_is_down(monkeypatch, prefix):
     warnings: list[str] = []
     monkeypatch.setattr(rate_limit.logger, "warning", lambda message, *args: warnings.append(message % args))
