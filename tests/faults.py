@@ -44,14 +44,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+def stop(process: subprocess.Popen, *, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it lingers; a process started in a session of its own
+    (start_new_session=True) is stopped with its whole process group."""
+    if process.poll() is not None:
+        return
+    try:
+        group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        return
+
+    def send(sig: int) -> None:
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+            os.killpg(process.pid, sig) if group else process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait(5)
 
 
 @contextmanager

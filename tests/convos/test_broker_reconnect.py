@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 from django.core.cache import caches
 
 from tests.conftest import wait_until
+from tests.faults import stop
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
@@ -85,16 +85,6 @@ def _celery(args: list[str], *, broker: str, var_dir: Path, log: Path) -> subpro
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 def test_it_worker_and_beat_reconnect_after_redis_restarts(redis_server: PrivateRedis, tmp_path: Path):
     worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
     worker = _celery(["worker", "--pool=solo", "--without-gossip", "--without-mingle", "--without-heartbeat"],
@@ -120,8 +110,8 @@ def test_it_worker_and_beat_reconnect_after_redis_restarts(redis_server: Private
                    timeout=90, interval=0.5, message="two ticks sent by beat after the restart to run on the worker")
         assert worker.poll() is None and beat.poll() is None, "a process gave up instead of reconnecting"
     finally:
-        _stop(beat)
-        _stop(worker)
+        stop(beat, timeout=20)
+        stop(worker, timeout=20)
 
 
 def test_it_the_cache_answers_misses_while_redis_is_down_and_values_once_it_is_back(redis_server: PrivateRedis, settings):
