@@ -36,6 +36,17 @@ def snapshot() -> dict[int, Proc]:
     return procs
 
 
+def machine() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, every CPU (/proc/stat): the share of
+    the machine a run kept busy is Δbusy / Δtotal. Summing processes would not do: each one's time
+    is counted in 10 ms ticks, and over a short run the rounding of dozens of processes adds up."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return (total - idle) / _TICKS, total / _TICKS
+
+
 def by_role(before: dict[int, Proc], after: dict[int, Proc], roots: dict[str, int]) -> dict[str, float]:
     """CPU seconds spent between the snapshots: per named root process (with all its descendants),
     "postgres" (the server's processes), and "other". A process that exited in between is not

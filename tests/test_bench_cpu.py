@@ -44,3 +44,8 @@ def test_it_measures_a_real_process_s_cpu_time():
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+def test_it_reads_the_machine_s_busy_and_total_time():
+    busy, total = cpu.machine()
+    assert 0 < busy < total
