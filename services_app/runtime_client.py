@@ -4,6 +4,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import logging
+import os
 import threading
 from typing import Any
 
@@ -65,10 +66,12 @@ def _session() -> requests.Session:
     # One session per thread, its keep-alive connections reused across calls: a claim's provision
     # and the tick's calls no longer open a connection and build a session each (adapters, an
     # environment scan), which was most of a call's CPU.
-    if not hasattr(_local, "session"):
+    # Keyed by process too: a thread that forks keeps its thread-locals in the child, and a child
+    # must never write on its parent's sockets.
+    if getattr(_local, "pid", None) != os.getpid():
         session = requests.Session()
         session.cookies.set_policy(_NO_COOKIES)
-        _local.session = session
+        _local.session, _local.pid = session, os.getpid()
     return _local.session
 
 

@@ -35,3 +35,13 @@ def test_it_never_carries_one_instance_s_cookie_to_another():
     runtime_client.convos_status(other, token="gateway-token", timeout=5)
     assert "Cookie" not in second.calls[0].request.headers
     assert len(runtime_client._session().cookies) == 0
+
+
+def test_it_starts_a_fresh_session_after_a_fork_like_pid_change(monkeypatch):
+    first = runtime_client._session()
+    assert runtime_client._session() is first  # reused within a thread: keep-alive
+    real_pid = runtime_client.os.getpid()
+    monkeypatch.setattr(runtime_client.os, "getpid", lambda: real_pid + 100_000)
+    child = runtime_client._session()
+    assert child is not first
+    assert len(child.cookies) == 0 and child.cookies._policy is first.cookies._policy  # the same no-cookie rule
