@@ -25,3 +25,15 @@ def child_exit(server, worker) -> None:
         multiprocess.mark_process_dead(worker.pid)
     except Exception:  # housekeeping only: never take the master down over it
         server.log.exception("could not clear worker %s's metrics files", worker.pid)
+
+
+def post_worker_init(worker) -> None:
+    """The worker has loaded Django: import the URLconf (and with it every view, DRF, the admin)
+    now, before it accepts requests. Otherwise the first request each worker serves pays for the
+    imports: ~90 ms instead of ~5 ms here, after every deploy or restart."""
+    try:
+        from django.urls import get_resolver
+
+        get_resolver().url_patterns  # noqa: B018 - resolving the patterns imports the views
+    except Exception:  # a broken URLconf shows on the first request, with its traceback: not here
+        worker.log.exception("could not import the URLconf before serving")
