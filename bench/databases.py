@@ -59,10 +59,10 @@ def flush_all() -> None:
 
 
 def vacuum_analyze() -> None:
-    """What autovacuum does on a production server (ANALYZE on SQLite), now: a bench that filled or churned thousands
-    of rows measures the steady state, not a planner working from statistics taken when the
-    tables were empty and indexes full of dead rows. (This machine's PostgreSQL runs with
-    autovacuum off, so without this nothing would ever do it.)"""
+    """What autovacuum does on a production server (ANALYZE on SQLite), now: a bench that filled or
+    churned thousands of rows measures the steady state, not a planner working from statistics
+    taken when the tables were empty and indexes full of dead rows. (This machine's PostgreSQL
+    runs with autovacuum off, so without this nothing would ever do it.)"""
     from django.db import connections
 
     for alias in ALIASES:

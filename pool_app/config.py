@@ -50,7 +50,9 @@ def min_idle_sql() -> tuple[str, list[int]]:
     """The effective POOL_MIN_IDLE as a SQL expression, for a statement that needs it without a
     query of its own (the claim's reservation): the same rule as `pool_config`, the operator's
     override when set, else the setting."""
-    return f"COALESCE((SELECT min_idle FROM {PoolSettings._meta.db_table} WHERE id = 1), %s)", [settings.POOL_MIN_IDLE]
+    meta = PoolSettings._meta
+    return (f"COALESCE((SELECT {meta.get_field('min_idle').column} FROM {meta.db_table} WHERE {meta.pk.column} = 1), %s)",
+            [settings.POOL_MIN_IDLE])  # the one row, pk=1, as `pool_settings_get` reads it
 
 
 def pool_config() -> PoolConfig:

@@ -227,41 +227,36 @@ def _reserve_idle_instance(*, actor: str, join_url: str | None, skip: frozenset[
     return None
 
 
-# Compiling the pick costs more than running it (~0.7 ms of Django query building per claim). Its
-# SQL depends only on what `claimable` excludes and on the runtime kind, so each distinct pick is
-# compiled once per process.
-_PICK_CACHE: dict[tuple, tuple[str, tuple]] = {}
+# Compiling a claimable query costs more than running it (~0.7 ms of Django query building per
+# claim). Its SQL depends only on what `claimable` excludes, the runtime kind and whether it is the
+# pick, so each distinct one is compiled once per process.
+_COMPILED: dict[tuple, tuple[str, tuple]] = {}
 
 
-def _pick_sql(*, skip: frozenset[str], runtime: str | None) -> tuple[str, tuple]:
-    """SELECT of the oldest claimable row, FOR UPDATE SKIP LOCKED (spelt out: Django refuses to
-    compile select_for_update() outside a transaction block, and the reservation needs none)."""
-    key = (frozenset(settings.PROTECTED_INSTANCES), frozenset(skip), runtime)
-    cached = _PICK_CACHE.get(key)
+def _claimable_sql(*, skip: frozenset[str] = frozenset(), runtime: str | None = None, pick: bool = False) -> tuple[str, tuple]:
+    """The ids of the claimable rows; with `pick`, only the oldest one, FOR UPDATE SKIP LOCKED
+    (spelt out: Django refuses to compile select_for_update() outside a transaction block, and the
+    reservation needs none)."""
+    key = (frozenset(settings.PROTECTED_INSTANCES), frozenset(skip), runtime, pick)
+    cached = _COMPILED.get(key)
     if cached is None:
-        idle = Instance.objects.using(DB).claimable(skip=skip)
+        rows = Instance.objects.using(DB).claimable(skip=skip)
         if runtime:
-            idle = idle.filter(runtime_kind=runtime)
-        sql, params = idle.order_by("created_at").values("pk")[:1].query.get_compiler(using=DB).as_sql()
-        if len(_PICK_CACHE) >= 256:  # retried claims' skip-sets are many and rare: stay bounded
-            _PICK_CACHE.clear()
-        cached = _PICK_CACHE[key] = (sql + " FOR UPDATE SKIP LOCKED", tuple(params))
+            rows = rows.filter(runtime_kind=runtime)
+        if pick:
+            rows = rows.order_by("created_at")[:1]
+        sql, params = rows.values("pk").query.get_compiler(using=DB).as_sql()
+        if len(_COMPILED) >= 256:  # retried claims' skip-sets are many and rare: stay bounded
+            _COMPILED.clear()
+        cached = _COMPILED[key] = (sql + " FOR UPDATE SKIP LOCKED" if pick else sql, tuple(params))
     return cached
-
-
-_CLAIMABLE_CACHE: dict[frozenset[str], tuple[str, tuple]] = {}
 
 
 def _leaves_short_sql() -> tuple[str, list[Any]]:
     """A boolean SQL expression: fewer than the effective POOL_MIN_IDLE claimable rows are left once
     the row being reserved is gone. Evaluated in the reserving statement's snapshot, where that
     row is still idle: counting stops at min_idle + 1 rows, so thousands idle cost nothing."""
-    key = frozenset(settings.PROTECTED_INSTANCES)
-    cached = _CLAIMABLE_CACHE.get(key)
-    if cached is None:  # compiled once per process, as the pick (`_pick_sql`)
-        sql, params = Instance.objects.using(DB).claimable().values("pk").query.get_compiler(using=DB).as_sql()
-        cached = _CLAIMABLE_CACHE[key] = (sql, tuple(params))
-    claimable_sql, claimable_params = cached
+    claimable_sql, claimable_params = _claimable_sql()
     min_idle, min_idle_params = min_idle_sql()
     return (f"(SELECT COUNT(*) FROM ({claimable_sql} LIMIT {min_idle} + 1) AS claimable) <= {min_idle}",
             [*claimable_params, *min_idle_params, *min_idle_params])
@@ -274,7 +269,7 @@ def _reserve_in_one_statement(*, skip: frozenset[str], runtime: str | None, acto
     short> FROM moved`. The claim needs nothing else of the row, and the refill after the claim no
     statement of its own. None: no row was free (nothing idle, or every idle row locked by
     another claim just now)."""
-    pick_sql, pick_params = _pick_sql(skip=skip, runtime=runtime)
+    pick_sql, pick_params = _claimable_sql(skip=skip, runtime=runtime, pick=True)
     now = timezone.now()
     update_sql = (f"UPDATE {Instance._meta.db_table} SET status = %s, updated_at = %s, status_changed_at = %s, "
                   f"claim_started_at = %s, join_url = %s, needs_reset = %s "
